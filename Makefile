@@ -24,9 +24,10 @@ FUZZ_SECONDS ?= 20
 
 .PHONY: all check asan fuzz bench format-check clean
 
-all: obake
+all: $(BUILD)/obake
+	ln -sf $(BUILD)/obake obake
 
-obake: $(BUILD)/main.o $(BUILD)/libobake.a
+$(BUILD)/obake: $(BUILD)/main.o $(BUILD)/libobake.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/libobake.a: $(LIB_OBJ)
@@ -43,8 +44,8 @@ $(BUILD):
 	mkdir -p $(BUILD)
 
 # Each test binary prints its own "N passed, N failed, N skipped"; tests/run sums them up.
-check: obake $(TEST_BIN)
-	OBAKE=$(CURDIR)/obake sh tests/run $(TEST_BIN) tests/cli-tests.sh
+check: $(BUILD)/obake $(TEST_BIN)
+	OBAKE=$(CURDIR)/$(BUILD)/obake sh tests/run $(TEST_BIN) tests/cli-tests.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
@@ -53,7 +54,7 @@ asan:
 fuzz:
 	sh fuzz/run $(FUZZ_SECONDS) $(FUZZ_SRC)
 
-bench: obake
+bench: all
 	sh bench/run
 
 format-check:

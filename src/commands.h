@@ -1,0 +1,15 @@
+/* The obake commands. Each takes argv with argv[0] the command name and returns the exit status. */
+#ifndef OBAKE_COMMANDS_H
+#define OBAKE_COMMANDS_H
+
+/* Exit statuses, as `obake --help` documents them. */
+enum exit_status {
+	EXIT_OK = 0,
+	EXIT_FINDINGS = 1, /* check: a file failed to parse; solve: no solution */
+	EXIT_USAGE = 2,    /* invalid command line, or a repository that cannot be read */
+};
+
+int command_check(int argc, char **argv);
+int command_list(int argc, char **argv);
+
+#endif

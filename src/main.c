@@ -1,0 +1,67 @@
+/* obake: build every package of an opam repository and report which ones build. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "util.h"
+
+#define OBAKE_VERSION "0.1.0"
+
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "check", command_check, "parse every opam file of the repositories and report each problem" },
+	{ "list", command_list, "print the latest available version of every package" },
+};
+
+static void print_help(void)
+{
+	printf("usage: obake COMMAND [OPTIONS] [ARGS]\n\n"
+	       "Commands:\n");
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+		printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+	printf("\nOptions common to every command:\n"
+	       "  -r, --opam-repository DIR  opam repository to read (repeatable; the first one holding a\n"
+	       "                             package version wins); default: $OBAKE_OPAM_REPOSITORY,\n"
+	       "                             comma-separated\n"
+	       "  -j, --jobs N               parallel workers (default: one per core)\n"
+	       "  --ocaml VERSION            OCaml version that fixes ocaml:version (default 5.3.0)\n"
+	       "  --os, --os-family, --os-distribution, --os-version, --arch, --opam-version VALUE\n"
+	       "                             filter environment (default linux, debian, debian, 13,\n"
+	       "                             the host's architecture, 2.4.1)\n"
+	       "  --var NAME=VALUE           set any other filter variable\n"
+	       "  -q, --quiet                print only results\n"
+	       "  -v, --verbose              print every warning\n"
+	       "  -h, --help                 print the command's usage\n"
+	       "\nlist options:\n"
+	       "  --all-versions             print every version, available or not\n"
+	       "  --json                     print a JSON array of {name, version, available, repository}\n"
+	       "\nExit status: 0 on success, 1 when check finds a file that does not parse,\n"
+	       "2 on a usage error or a repository that cannot be read.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help();
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		print_help();
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("obake %s\n", OBAKE_VERSION);
+		return EXIT_OK;
+	}
+
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+
+	fprintf(stderr, "%s: unknown command '%s'; run 'obake --help' for the list of commands\n", program_name,
+		argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,233 @@
+#include "options.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "util.h"
+#include "version.h"
+
+enum {
+	OPT_OCAML = 256,
+	OPT_OS,
+	OPT_OS_FAMILY,
+	OPT_OS_DISTRIBUTION,
+	OPT_OS_VERSION,
+	OPT_ARCH,
+	OPT_OPAM_VERSION,
+	OPT_VAR,
+	OPT_JSON,
+	OPT_ALL_VERSIONS,
+};
+
+static const struct option long_options[] = {
+	{ "opam-repository", required_argument, NULL, 'r' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "ocaml", required_argument, NULL, OPT_OCAML },
+	{ "os", required_argument, NULL, OPT_OS },
+	{ "os-family", required_argument, NULL, OPT_OS_FAMILY },
+	{ "os-distribution", required_argument, NULL, OPT_OS_DISTRIBUTION },
+	{ "os-version", required_argument, NULL, OPT_OS_VERSION },
+	{ "arch", required_argument, NULL, OPT_ARCH },
+	{ "opam-version", required_argument, NULL, OPT_OPAM_VERSION },
+	{ "var", required_argument, NULL, OPT_VAR },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "all-versions", no_argument, NULL, OPT_ALL_VERSIONS },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* opam's names for machine architectures, from the kernel's. */
+static const char *normalized_arch(const char *machine)
+{
+	static const struct {
+		const char *kernel, *opam;
+	} names[] = {
+		{ "x86_64", "x86_64" }, { "amd64", "x86_64" }, { "i386", "x86_32" }, { "i486", "x86_32" },
+		{ "i586", "x86_32" },   { "i686", "x86_32" },  { "aarch64", "arm64" }, { "arm64", "arm64" },
+		{ "armv7l", "arm32" },  { "armv6l", "arm32" }, { "ppc64le", "ppc64" }, { "ppc64", "ppc64" },
+		{ "s390x", "s390x" },   { "riscv64", "riscv64" },
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(names); i++)
+		if (strcmp(names[i].kernel, machine) == 0)
+			return names[i].opam;
+	return machine;
+}
+
+void options_default_environment(struct variables *globals, const char *ocaml_version)
+{
+	struct utsname u;
+
+	variables_set_string(globals, "arch", uname(&u) == 0 ? normalized_arch(u.machine) : "x86_64");
+	variables_set_string(globals, "os", "linux");
+	variables_set_string(globals, "os-family", "debian");
+	variables_set_string(globals, "os-distribution", "debian");
+	variables_set_string(globals, "os-version", "13");
+	variables_set_string(globals, "opam-version", "2.4.1");
+	variables_set_bool(globals, "ocaml:native", true);
+	variables_set_string(globals, "ocaml:version", ocaml_version);
+	/* No system compiler: these read as empty strings, as in the reference solutions. */
+	variables_set_string(globals, "sys-ocaml-version", "");
+	variables_set_string(globals, "sys-ocaml-arch", "");
+	variables_set_string(globals, "sys-ocaml-cc", "");
+	variables_set_string(globals, "sys-ocaml-libc", "");
+}
+
+static _Noreturn void usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static _Noreturn void usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", program_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: %s\nTry 'obake --help' for more information.\n", usage);
+	exit(2);
+}
+
+static bool is_accepted(const char *name, const char *const *accepted)
+{
+	static const char *const common[] = {
+		"opam-repository", "jobs", "quiet", "verbose", "help", "ocaml", "os", "os-family",
+		"os-distribution", "os-version", "arch", "opam-version", "var",
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(common); i++)
+		if (strcmp(common[i], name) == 0)
+			return true;
+	for (; accepted && *accepted; accepted++)
+		if (strcmp(*accepted, name) == 0)
+			return true;
+	return false;
+}
+
+static void add_repository(struct options *opts, const char *path)
+{
+	opts->repositories = xreallocarray(opts->repositories, opts->repository_count + 1, sizeof(char *));
+	opts->repositories[opts->repository_count++] = xstrdup(path);
+}
+
+/* OBAKE_OPAM_REPOSITORY holds comma-separated paths, used when no -r is given. */
+static void repositories_from_environment(struct options *opts)
+{
+	const char *value = getenv("OBAKE_OPAM_REPOSITORY");
+
+	if (!value || !*value)
+		return;
+	char *copy = xstrdup(value);
+	for (char *save = NULL, *part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save))
+		if (*part)
+			add_repository(opts, part);
+	free(copy);
+}
+
+/* The environment settings given on the command line, applied after the defaults. */
+struct override {
+	const char *name;
+	const char *value;
+};
+
+void options_parse(struct options *opts, int argc, char **argv, const char *const *accepted, const char *usage)
+{
+	struct override overrides[64];
+	size_t override_count = 0;
+
+	memset(opts, 0, sizeof(*opts));
+	opts->ocaml_version = DEFAULT_OCAML_VERSION;
+
+	optind = 1;
+	opterr = 0;
+	int c, index = -1;
+	while ((c = getopt_long(argc, argv, ":r:j:qvh", long_options, &index)) != -1) {
+		const char *long_name = index >= 0 ? long_options[index].name : NULL;
+		if (long_name && !is_accepted(long_name, accepted))
+			usage_error(usage, "option '--%s' does not apply to this command", long_name);
+		index = -1;
+
+		switch (c) {
+		case 'r':
+			add_repository(opts, optarg);
+			break;
+		case 'j': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 1024)
+				usage_error(usage, "invalid -j value '%s': expected a number of jobs from 1 to 1024", optarg);
+			opts->jobs = (unsigned)n;
+			break;
+		}
+		case 'q':
+			opts->verbosity = -1;
+			break;
+		case 'v':
+			opts->verbosity++;
+			break;
+		case 'h':
+			printf("usage: %s\n", usage);
+			exit(0);
+		case OPT_OCAML:
+			if (!version_is_valid(optarg))
+				usage_error(usage, "invalid --ocaml version '%s'", optarg);
+			opts->ocaml_version = optarg;
+			break;
+		case OPT_OS: case OPT_OS_FAMILY: case OPT_OS_DISTRIBUTION: case OPT_OS_VERSION: case OPT_ARCH:
+		case OPT_OPAM_VERSION:
+			/* The long option's name is the variable's name. */
+			if (override_count == ARRAY_LEN(overrides))
+				usage_error(usage, "too many environment settings at '%s'", optarg);
+			overrides[override_count++] = (struct override){ long_name, optarg };
+			break;
+		case OPT_VAR: {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				usage_error(usage, "invalid --var '%s': expected NAME=VALUE", optarg);
+			*eq = '\0';
+			if (override_count == ARRAY_LEN(overrides))
+				usage_error(usage, "too many environment settings at '%s'", optarg);
+			overrides[override_count++] = (struct override){ optarg, eq + 1 };
+			break;
+		}
+		case OPT_JSON:
+			opts->json = true;
+			break;
+		case OPT_ALL_VERSIONS:
+			opts->all_versions = true;
+			break;
+		case ':':
+			usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+
+	if (opts->repository_count == 0)
+		repositories_from_environment(opts);
+
+	options_default_environment(&opts->globals, opts->ocaml_version);
+	for (size_t i = 0; i < override_count; i++) {
+		/* `true` and `false` are booleans in filters, as opam reads them. */
+		if (strcmp(overrides[i].value, "true") == 0 || strcmp(overrides[i].value, "false") == 0)
+			variables_set_bool(&opts->globals, overrides[i].name, overrides[i].value[0] == 't');
+		else
+			variables_set_string(&opts->globals, overrides[i].name, overrides[i].value);
+	}
+
+	opts->args = argv + optind;
+	opts->arg_count = argc - optind;
+}
+
+void options_release(struct options *opts)
+{
+	for (unsigned i = 0; i < opts->repository_count; i++)
+		free(opts->repositories[i]);
+	free(opts->repositories);
+	variables_release(&opts->globals);
+}

@@ -1,0 +1,33 @@
+/* Command-line options shared by every command: repositories, environment, parallelism. */
+#ifndef OBAKE_OPTIONS_H
+#define OBAKE_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "filter.h"
+
+#define DEFAULT_OCAML_VERSION "5.3.0"
+
+struct options {
+	char **repositories;       /* -r, in the order given */
+	unsigned repository_count;
+	unsigned jobs;             /* -j; 0 means one per core */
+	const char *ocaml_version; /* --ocaml */
+	struct variables globals;  /* the filter environment, defaults overridden by the options */
+	int verbosity;             /* -q: -1, default 0, -v: 1 */
+	bool json;
+	bool all_versions;
+	char **args;               /* operands after the options */
+	int arg_count;
+};
+
+/*
+ * Parse ARGV (ARGV[0] is the command name) into OPTS; ACCEPTED lists the long options the command
+ * takes beyond the common ones, NULL-terminated. Exits with status 2 and a message on a usage error.
+ */
+void options_parse(struct options *opts, int argc, char **argv, const char *const *accepted, const char *usage);
+/* Fill GLOBALS with obake's default environment (see the README) for OCAML_VERSION. */
+void options_default_environment(struct variables *globals, const char *ocaml_version);
+void options_release(struct options *opts);
+
+#endif
