@@ -60,6 +60,14 @@ static struct reduced combine(struct reduced a, struct reduced b, bool is_and, s
 	if (b.outcome == neutral)
 		return a;
 
+	/* A dropped constraint (EMPTY) is true: neutral in an AND, absorbing in an OR. */
+	bool a_empty = a.formula->kind == VFORMULA_EMPTY, b_empty = b.formula->kind == VFORMULA_EMPTY;
+	if (a_empty || b_empty) {
+		if (!is_and)
+			return a_empty ? a : b;
+		return a_empty ? b : a;
+	}
+
 	struct vformula *f = new_vformula(arena, is_and ? VFORMULA_AND : VFORMULA_OR);
 	f->lhs = a.formula;
 	f->rhs = b.formula;

@@ -11,6 +11,8 @@
 
 const char *program_name = "obake";
 
+static void vreport(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void vreport(const char *prefix, const char *fmt, va_list ap)
 {
 	int saved_errno = errno;

@@ -40,7 +40,7 @@ void strbuf_add(struct strbuf *sb, const char *data, size_t len);
 void strbuf_addc(struct strbuf *sb, char c);
 void strbuf_adds(struct strbuf *sb, const char *s);
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
+void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Return the contents (never NULL) and keep ownership in the buffer. */
 const char *strbuf_str(const struct strbuf *sb);
 /* Hand the contents to the caller and reset the buffer. */
