@@ -163,8 +163,16 @@ static enum token_kind read_string(struct lexer *lx, struct token *tok, bool tri
 		if (c == '"' && (!triple || (end + 2 < lx->len && lx->text[end + 1] == '"' && lx->text[end + 2] == '"')))
 			break;
 		if (c == '\\') {
+			/* Escapes are checked where they stand, as opam's lexer decodes them while reading. */
+			uint32_t saved = lx->pos;
+			char scratch[1];
+			uint32_t unused = 0;
+			lx->pos = end;
+			if (!read_escape(lx, scratch, &unused))
+				return fail(lx, end, "illegal escape sequence");
+			end = lx->pos;
+			lx->pos = saved;
 			plain = false;
-			end += 2;
 			continue;
 		}
 		if (c == '\r')
@@ -279,8 +287,9 @@ static enum token_kind read_int(struct lexer *lx, struct token *tok, uint32_t le
 	const char *p = lx->text + lx->pos;
 	const char *end = p + length;
 	bool negative = *p == '-';
-	const int64_t limit = INT64_MAX / 2; /* OCaml's max_int on 64-bit hosts */
-	int64_t value = 0;
+	/* OCaml's ints on 64-bit hosts span -2^62 .. 2^62 - 1; the magnitude may reach 2^62 when negative. */
+	const uint64_t limit = negative ? (uint64_t)1 << 62 : ((uint64_t)1 << 62) - 1;
+	uint64_t value = 0;
 
 	if (negative)
 		p++;
@@ -289,13 +298,13 @@ static enum token_kind read_int(struct lexer *lx, struct token *tok, uint32_t le
 	for (; p < end; p++) {
 		if (*p == '_')
 			continue;
-		int digit = *p - '0';
+		unsigned digit = (unsigned)(*p - '0');
 		if (value > (limit - digit) / 10)
 			return fail(lx, lx->pos, "integer out of range");
 		value = value * 10 + digit;
 	}
 	tok->kind = TOKEN_INT;
-	tok->integer = negative ? -value : value;
+	tok->integer = negative ? -(int64_t)value : (int64_t)value;
 	lx->pos += length;
 	return TOKEN_INT;
 }

@@ -36,6 +36,7 @@ struct package {
 	const char *name;
 	const char *version;
 	uint32_t name_id;        /* index in the repository index's name table */
+	uint32_t version_id;     /* id of the version string in the repository index's version table */
 	uint32_t repository;     /* index of the repository it was read from */
 	const char *dir;         /* directory holding the opam file (and files/) */
 	struct opam_file *file;

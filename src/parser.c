@@ -464,10 +464,12 @@ struct opam_file *opam_parse(struct arena *arena, const char *path, const char *
 	advance(&p);
 	if (!p.failed)
 		f->items = parse_items(&p, TOKEN_EOF, &f->count);
+	bool syntax_failed = p.failed;
 	if (!p.failed)
 		check_opam_version_fields(&p, f, format_2_1);
 
-	if (p.failed && future) {
+	/* Only syntax errors are tolerated in a newer format; a repeated opam-version never is. */
+	if (syntax_failed && future) {
 		/* A newer format may use syntax this parser lacks: keep the header only, as opam does, and warn. */
 		struct diag *d = &local.items[0];
 		diag_add(diags, SEVERITY_WARNING, path, NULL, 0, NO_POSITION,

@@ -88,6 +88,9 @@ void opam_print_value(struct strbuf *out, const struct value *v)
 		break;
 	case VALUE_PFXOP:
 		strbuf_addc(out, v->op == PFXOP_NOT ? '!' : '?');
+		/* `! = "1"` must not print as the operator `!=`. */
+		if (v->u.arg->kind == VALUE_PREFIX_RELOP)
+			strbuf_addc(out, ' ');
 		opam_print_value(out, v->u.arg);
 		break;
 	case VALUE_LIST:

@@ -330,6 +330,10 @@ static void build_name_table(struct repo_index *idx)
 		}
 		idx->names[idx->name_count - 1].count++;
 		p->name_id = idx->name_count - 1;
+
+		/* Equal version strings share one copy and one id, which the solver compares as integers. */
+		p->version_id = intern(&idx->versions, p->version);
+		p->version = intern_string(&idx->versions, p->version_id);
 	}
 }
 
@@ -433,6 +437,7 @@ void repo_index_release(struct repo_index *idx)
 	free(idx->arenas);
 	free(idx->packages);
 	free(idx->names);
+	intern_release(&idx->versions);
 	memset(idx, 0, sizeof(*idx));
 }
 

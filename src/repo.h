@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "diag.h"
 #include "filter.h"
+#include "intern.h"
 #include "package.h"
 
 /* All versions of one package name, a slice of the index's package array. */
@@ -27,6 +28,7 @@ struct repo_index {
 	uint32_t package_count;
 	struct package_name *names; /* by name; package.name_id indexes this */
 	uint32_t name_count;
+	struct intern_table versions; /* every distinct version string; package.version_id indexes this */
 	struct arena *arenas;       /* one per loader thread; hold the texts and trees */
 	uint32_t arena_count;
 	size_t files_read;          /* opam files read, including those that failed to parse */
