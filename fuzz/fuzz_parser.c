@@ -27,8 +27,8 @@ static void check_round_trip(struct arena *arena, const struct opam_file *parsed
 
 	opam_print_file(&printed, parsed);
 
-	struct opam_file *reparsed =
-		opam_parse(arena, "fuzz-printed", strbuf_str(&printed), (uint32_t)printed.len, &diags);
+	struct opam_file *reparsed = opam_parse(arena, "fuzz-printed", strbuf_str(&printed), (uint32_t)printed.len,
+						&diags);
 	if (!reparsed || !opam_file_equal(parsed, reparsed)) {
 		/* Show what the printer wrote next to libFuzzer's crash report. */
 		fprintf(stderr, "round trip failed: %s. Printed text:\n%s\n",

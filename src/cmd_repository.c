@@ -20,7 +20,9 @@ static int load_repositories(struct repo_index *idx, const struct options *opts,
 	if (repo_index_load(idx, opts->repositories, opts->repository_count, opts->jobs, diags) < 0) {
 		for (size_t i = 0; i < diags->count; i++)
 			if (diags->items[i].severity == SEVERITY_ERROR && diags->items[i].line == 0)
-				fprintf(stderr, "%s: %s: %s\n", program_name, diags->items[i].path, diags->items[i].message);
+				fprintf(stderr, "%s: %s: %s\n", program_name, diags->items[i].path,
+					diags->items[i].message);
+		repo_index_release(idx);
 		return -1;
 	}
 	return 0;
@@ -44,7 +46,8 @@ static void report_load_problems(const struct diag_list *diags, int verbosity)
 			field_warnings++;
 	}
 	if (field_warnings > 0)
-		fprintf(stderr, "%s: %zu warnings about fields that were ignored; run 'obake check' or add -v to see them\n",
+		fprintf(stderr,
+			"%s: %zu warnings about fields that were ignored; run 'obake check' or add -v to see them\n",
 			program_name, field_warnings);
 }
 
@@ -58,7 +61,8 @@ int command_check(int argc, char **argv)
 
 	options_parse(&opts, argc, argv, NULL, check_usage);
 	if (opts.arg_count > 0) {
-		fprintf(stderr, "%s: check takes no operands: '%s'\nusage: %s\n", program_name, opts.args[0], check_usage);
+		fprintf(stderr, "%s: check takes no operands: '%s'\nusage: %s\n", program_name, opts.args[0],
+			check_usage);
 		options_release(&opts);
 		return EXIT_USAGE;
 	}

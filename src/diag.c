@@ -51,8 +51,8 @@ static char *copy_source_line(const char *text, uint32_t text_len, uint32_t offs
 	return copy;
 }
 
-void diag_add(struct diag_list *list, enum severity severity, const char *path, const char *text,
-	      uint32_t text_len, uint32_t offset, const char *fmt, ...)
+void diag_add(struct diag_list *list, enum severity severity, const char *path, const char *text, uint32_t text_len,
+	      uint32_t offset, const char *fmt, ...)
 {
 	if (list->count == list->capacity) {
 		list->capacity = list->capacity ? list->capacity * 2 : 16;

@@ -13,10 +13,10 @@ enum severity { SEVERITY_WARNING, SEVERITY_ERROR };
 
 struct diag {
 	enum severity severity;
-	char *path;       /* owned */
-	char *message;    /* owned */
-	uint32_t line;    /* 1-based, 0 when NO_POSITION */
-	uint32_t column;  /* 1-based byte column */
+	char *path;        /* owned */
+	char *message;     /* owned */
+	uint32_t line;     /* 1-based, 0 when NO_POSITION */
+	uint32_t column;   /* 1-based byte column */
 	char *source_line; /* owned excerpt of the offending line, or NULL */
 	uint32_t caret;    /* byte index of the offending byte in source_line */
 };
@@ -30,8 +30,8 @@ struct diag_list {
 };
 
 /* Add a diagnostic. TEXT and OFFSET locate it (OFFSET may be NO_POSITION and TEXT NULL). */
-void diag_add(struct diag_list *list, enum severity severity, const char *path, const char *text,
-	      uint32_t text_len, uint32_t offset, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+void diag_add(struct diag_list *list, enum severity severity, const char *path, const char *text, uint32_t text_len,
+	      uint32_t offset, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 /* Move every diagnostic of FROM to the end of TO. */
 void diag_append(struct diag_list *to, struct diag_list *from);
 /* Print one diagnostic as `path:line:col: severity: message`, then the source line and a caret. */

@@ -304,16 +304,11 @@ static struct fvalue eval_logop(struct fvalue a, struct fvalue b, bool absorbing
 struct fvalue filter_eval(const struct value *v, const struct filter_env *env, struct arena *scratch)
 {
 	switch ((enum value_kind)v->kind) {
-	case VALUE_BOOL:
-		return make_bool(v->u.boolean);
-	case VALUE_INT:
-		return make_string(format_integer(scratch, v->u.integer));
-	case VALUE_STRING:
-		return make_string(filter_expand_string(v->u.str, env, scratch));
-	case VALUE_IDENT:
-		return filter_resolve_ident(v->u.str, env, scratch);
-	case VALUE_GROUP:
-		return v->len == 1 ? filter_eval(v->u.items[0], env, scratch) : undefined;
+	case VALUE_BOOL: return make_bool(v->u.boolean);
+	case VALUE_INT: return make_string(format_integer(scratch, v->u.integer));
+	case VALUE_STRING: return make_string(filter_expand_string(v->u.str, env, scratch));
+	case VALUE_IDENT: return filter_resolve_ident(v->u.str, env, scratch);
+	case VALUE_GROUP: return v->len == 1 ? filter_eval(v->u.items[0], env, scratch) : undefined;
 	case VALUE_RELOP: {
 		struct fvalue a = filter_eval(v->u.pair.lhs, env, scratch);
 		struct fvalue b = filter_eval(v->u.pair.rhs, env, scratch);
@@ -338,8 +333,7 @@ struct fvalue filter_eval(const struct value *v, const struct filter_env *env, s
 	case VALUE_PREFIX_RELOP:
 	case VALUE_ENVOP:
 	case VALUE_LIST:
-	case VALUE_OPTION:
-		break;
+	case VALUE_OPTION: break;
 	}
 	return undefined;
 }
@@ -359,20 +353,15 @@ bool filter_is_valid(const struct value *v)
 	case VALUE_BOOL:
 	case VALUE_INT:
 	case VALUE_STRING:
-	case VALUE_IDENT:
-		return true;
-	case VALUE_GROUP:
-		return v->len == 1 && filter_is_valid(v->u.items[0]);
+	case VALUE_IDENT: return true;
+	case VALUE_GROUP: return v->len == 1 && filter_is_valid(v->u.items[0]);
 	case VALUE_RELOP:
-	case VALUE_LOGOP:
-		return filter_is_valid(v->u.pair.lhs) && filter_is_valid(v->u.pair.rhs);
-	case VALUE_PFXOP:
-		return filter_is_valid(v->u.arg);
+	case VALUE_LOGOP: return filter_is_valid(v->u.pair.lhs) && filter_is_valid(v->u.pair.rhs);
+	case VALUE_PFXOP: return filter_is_valid(v->u.arg);
 	case VALUE_PREFIX_RELOP:
 	case VALUE_ENVOP:
 	case VALUE_LIST:
-	case VALUE_OPTION:
-		break;
+	case VALUE_OPTION: break;
 	}
 	return false;
 }

@@ -41,8 +41,8 @@ void variables_release(struct variables *vars);
  */
 struct filter_env {
 	const struct variables *globals;
-	const char *self_name;     /* may be NULL */
-	const char *self_version;  /* may be NULL */
+	const char *self_name;          /* may be NULL */
+	const char *self_version;       /* may be NULL */
 	const struct variables *locals; /* checked before globals; may be NULL */
 };
 

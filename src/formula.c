@@ -117,8 +117,7 @@ static struct reduced reduce_version_atom(struct constraint_ctx *ctx, const stru
 static struct reduced reduce_constraint(struct constraint_ctx *ctx, const struct value *v, bool negated)
 {
 	switch (v->kind) {
-	case VALUE_PREFIX_RELOP:
-		return reduce_version_atom(ctx, v, negated);
+	case VALUE_PREFIX_RELOP: return reduce_version_atom(ctx, v, negated);
 	case VALUE_LOGOP: {
 		/* Negation swaps AND and OR (De Morgan). */
 		bool is_and = (v->op == LOGOP_AND) != negated;
@@ -126,14 +125,12 @@ static struct reduced reduce_constraint(struct constraint_ctx *ctx, const struct
 		struct reduced b = reduce_constraint(ctx, v->u.pair.rhs, negated);
 		return combine(a, b, is_and, ctx->arena);
 	}
-	case VALUE_GROUP:
-		return reduce_constraints(ctx, v->u.items, v->len, negated);
+	case VALUE_GROUP: return reduce_constraints(ctx, v->u.items, v->len, negated);
 	case VALUE_PFXOP:
 		if (v->op == PFXOP_NOT)
 			return reduce_constraint(ctx, v->u.arg, !negated);
 		return reduce_filter_atom(ctx, v, negated);
-	default:
-		return reduce_filter_atom(ctx, v, negated);
+	default: return reduce_filter_atom(ctx, v, negated);
 	}
 }
 
@@ -197,17 +194,14 @@ static struct formula *reduce_item(struct constraint_ctx *ctx, const struct valu
 {
 	switch (v->kind) {
 	case VALUE_STRING:
-	case VALUE_OPTION:
-		return reduce_atom(ctx, v);
-	case VALUE_GROUP:
-		return reduce_items(ctx, v->u.items, v->len, join);
+	case VALUE_OPTION: return reduce_atom(ctx, v);
+	case VALUE_GROUP: return reduce_items(ctx, v->u.items, v->len, join);
 	case VALUE_LOGOP: {
 		struct formula *a = reduce_item(ctx, v->u.pair.lhs, join);
 		struct formula *b = reduce_item(ctx, v->u.pair.rhs, join);
 		return join_formulas(a, b, v->op == LOGOP_AND, ctx->arena);
 	}
-	default:
-		return NULL;
+	default: return NULL;
 	}
 }
 
@@ -217,7 +211,8 @@ static struct formula *reduce_items(struct constraint_ctx *ctx, struct value *co
 	struct formula *result = NULL;
 
 	for (uint32_t i = 0; i < count; i++)
-		result = join_formulas(result, reduce_item(ctx, items[i], join), join == FORMULA_CONJUNCTION, ctx->arena);
+		result = join_formulas(result, reduce_item(ctx, items[i], join), join == FORMULA_CONJUNCTION,
+				       ctx->arena);
 	return result;
 }
 
@@ -252,14 +247,10 @@ bool vformula_check(const struct vformula *f, const char *version)
 		return true;
 
 	switch (f->kind) {
-	case VFORMULA_EMPTY:
-		return true;
-	case VFORMULA_ATOM:
-		return relop_holds(f->op, version_compare(version, f->version));
-	case VFORMULA_AND:
-		return vformula_check(f->lhs, version) && vformula_check(f->rhs, version);
-	case VFORMULA_OR:
-		return vformula_check(f->lhs, version) || vformula_check(f->rhs, version);
+	case VFORMULA_EMPTY: return true;
+	case VFORMULA_ATOM: return relop_holds(f->op, version_compare(version, f->version));
+	case VFORMULA_AND: return vformula_check(f->lhs, version) && vformula_check(f->rhs, version);
+	case VFORMULA_OR: return vformula_check(f->lhs, version) || vformula_check(f->rhs, version);
 	}
 	return false;
 }
@@ -267,11 +258,8 @@ bool vformula_check(const struct vformula *f, const char *version)
 static void print_vformula(struct strbuf *out, const struct vformula *f, bool in_and)
 {
 	switch (f->kind) {
-	case VFORMULA_EMPTY:
-		break;
-	case VFORMULA_ATOM:
-		strbuf_addf(out, "%s %s", relop_symbol(f->op), f->version);
-		break;
+	case VFORMULA_EMPTY: break;
+	case VFORMULA_ATOM: strbuf_addf(out, "%s %s", relop_symbol(f->op), f->version); break;
 	case VFORMULA_AND:
 		print_vformula(out, f->lhs, true);
 		strbuf_adds(out, " & ");
@@ -298,8 +286,7 @@ void vformula_print(struct strbuf *out, const struct vformula *f)
 static void print_formula(struct strbuf *out, const struct formula *f, bool in_and)
 {
 	switch (f->kind) {
-	case FORMULA_EMPTY:
-		break;
+	case FORMULA_EMPTY: break;
 	case FORMULA_ATOM:
 		strbuf_adds(out, f->name);
 		if (f->constraint && f->constraint->kind != VFORMULA_EMPTY) {
@@ -360,18 +347,14 @@ static bool version_value_is_valid(const struct value *v)
 static bool constraint_value_is_valid(const struct value *v)
 {
 	switch (v->kind) {
-	case VALUE_PREFIX_RELOP:
-		return version_value_is_valid(v->u.arg);
-	case VALUE_LOGOP:
-		return constraint_value_is_valid(v->u.pair.lhs) && constraint_value_is_valid(v->u.pair.rhs);
-	case VALUE_GROUP:
-		return constraint_is_valid(v->u.items, v->len);
+	case VALUE_PREFIX_RELOP: return version_value_is_valid(v->u.arg);
+	case VALUE_LOGOP: return constraint_value_is_valid(v->u.pair.lhs) && constraint_value_is_valid(v->u.pair.rhs);
+	case VALUE_GROUP: return constraint_is_valid(v->u.items, v->len);
 	case VALUE_PFXOP:
 		if (v->op == PFXOP_NOT)
 			return constraint_value_is_valid(v->u.arg);
 		return filter_is_valid(v);
-	default:
-		return filter_is_valid(v);
+	default: return filter_is_valid(v);
 	}
 }
 
@@ -386,8 +369,7 @@ bool constraint_is_valid(struct value *const *items, uint32_t count)
 static bool formula_item_is_valid(const struct value *v)
 {
 	switch (v->kind) {
-	case VALUE_STRING:
-		return package_name_is_valid(v->u.str);
+	case VALUE_STRING: return package_name_is_valid(v->u.str);
 	case VALUE_OPTION:
 		return v->u.option.subject->kind == VALUE_STRING && package_name_is_valid(v->u.option.subject->u.str) &&
 		       constraint_is_valid(v->u.option.items, v->len);
@@ -396,10 +378,8 @@ static bool formula_item_is_valid(const struct value *v)
 			if (!formula_item_is_valid(v->u.items[i]))
 				return false;
 		return true;
-	case VALUE_LOGOP:
-		return formula_item_is_valid(v->u.pair.lhs) && formula_item_is_valid(v->u.pair.rhs);
-	default:
-		return false;
+	case VALUE_LOGOP: return formula_item_is_valid(v->u.pair.lhs) && formula_item_is_valid(v->u.pair.rhs);
+	default: return false;
 	}
 }
 

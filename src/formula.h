@@ -18,9 +18,9 @@ enum vformula_kind { VFORMULA_EMPTY, VFORMULA_ATOM, VFORMULA_AND, VFORMULA_OR };
 
 struct vformula {
 	enum vformula_kind kind;
-	enum relop op;          /* ATOM */
-	const char *version;    /* ATOM */
-	struct vformula *lhs;   /* AND, OR */
+	enum relop op;        /* ATOM */
+	const char *version;  /* ATOM */
+	struct vformula *lhs; /* AND, OR */
 	struct vformula *rhs;
 };
 
@@ -28,9 +28,9 @@ enum formula_kind { FORMULA_EMPTY, FORMULA_ATOM, FORMULA_AND, FORMULA_OR };
 
 struct formula {
 	enum formula_kind kind;
-	const char *name;               /* ATOM: package name */
-	struct vformula *constraint;    /* ATOM: NULL when any version will do */
-	struct formula *lhs;            /* AND, OR */
+	const char *name;            /* ATOM: package name */
+	struct vformula *constraint; /* ATOM: NULL when any version will do */
+	struct formula *lhs;         /* AND, OR */
 	struct formula *rhs;
 };
 

@@ -8,11 +8,11 @@
 #include "arena.h"
 
 struct intern_table {
-	struct arena arena;     /* the strings */
-	const char **strings;   /* id -> string */
+	struct arena arena;   /* the strings */
+	const char **strings; /* id -> string */
 	uint32_t count;
-	uint32_t *slots;        /* open addressing: id + 1, or 0 for an empty slot */
-	uint32_t slot_count;    /* a power of two */
+	uint32_t *slots;     /* open addressing: id + 1, or 0 for an empty slot */
+	uint32_t slot_count; /* a power of two */
 };
 
 /* Return the id of S, adding it if new. */

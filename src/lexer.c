@@ -116,14 +116,29 @@ static bool read_escape(struct lexer *lx, char *out, uint32_t *out_len)
 
 	char decoded;
 	switch (c) {
-	case '\\': case '"': case '\'': case ' ':
+	case '\\':
+	case '"':
+	case '\'':
+	case ' ':
 		decoded = c;
 		at++;
 		break;
-	case 'n': decoded = '\n'; at++; break;
-	case 'r': decoded = '\r'; at++; break;
-	case 't': decoded = '\t'; at++; break;
-	case 'b': decoded = '\b'; at++; break;
+	case 'n':
+		decoded = '\n';
+		at++;
+		break;
+	case 'r':
+		decoded = '\r';
+		at++;
+		break;
+	case 't':
+		decoded = '\t';
+		at++;
+		break;
+	case 'b':
+		decoded = '\b';
+		at++;
+		break;
 	case 'x': {
 		int hi = at + 1 < lx->len ? hex_value(t[at + 1]) : -1;
 		int lo = at + 2 < lx->len ? hex_value(t[at + 2]) : -1;
@@ -160,7 +175,8 @@ static enum token_kind read_string(struct lexer *lx, struct token *tok, bool tri
 		if (end >= lx->len)
 			return fail(lx, tok->start, "unterminated string");
 		char c = lx->text[end];
-		if (c == '"' && (!triple || (end + 2 < lx->len && lx->text[end + 1] == '"' && lx->text[end + 2] == '"')))
+		if (c == '"' &&
+		    (!triple || (end + 2 < lx->len && lx->text[end + 1] == '"' && lx->text[end + 2] == '"')))
 			break;
 		if (c == '\\') {
 			/* Escapes are checked where they stand, as opam's lexer decodes them while reading. */
@@ -363,10 +379,22 @@ static enum token_kind read_operator(struct lexer *lx, struct token *tok)
 
 	tok->kind = TOKEN_RELOP;
 	switch (c0) {
-	case '=': tok->op = RELOP_EQ; lx->pos += 1; return TOKEN_RELOP;
-	case '~': tok->op = RELOP_GEQ; lx->pos += 1; return TOKEN_RELOP;
-	case '<': tok->op = c1 == '=' ? RELOP_LEQ : RELOP_LT; lx->pos += c1 == '=' ? 2 : 1; return TOKEN_RELOP;
-	case '>': tok->op = c1 == '=' ? RELOP_GEQ : RELOP_GT; lx->pos += c1 == '=' ? 2 : 1; return TOKEN_RELOP;
+	case '=':
+		tok->op = RELOP_EQ;
+		lx->pos += 1;
+		return TOKEN_RELOP;
+	case '~':
+		tok->op = RELOP_GEQ;
+		lx->pos += 1;
+		return TOKEN_RELOP;
+	case '<':
+		tok->op = c1 == '=' ? RELOP_LEQ : RELOP_LT;
+		lx->pos += c1 == '=' ? 2 : 1;
+		return TOKEN_RELOP;
+	case '>':
+		tok->op = c1 == '=' ? RELOP_GEQ : RELOP_GT;
+		lx->pos += c1 == '=' ? 2 : 1;
+		return TOKEN_RELOP;
 	case '!':
 		if (c1 == '=') {
 			tok->op = RELOP_NEQ;
@@ -382,10 +410,15 @@ static enum token_kind read_operator(struct lexer *lx, struct token *tok)
 		tok->op = PFXOP_DEFINED;
 		lx->pos += 1;
 		return TOKEN_PFXOP;
-	case '&': tok->kind = TOKEN_AND; lx->pos += 1; return TOKEN_AND;
-	case '|': tok->kind = TOKEN_OR; lx->pos += 1; return TOKEN_OR;
-	default:
-		return fail(lx, lx->pos, "invalid token");
+	case '&':
+		tok->kind = TOKEN_AND;
+		lx->pos += 1;
+		return TOKEN_AND;
+	case '|':
+		tok->kind = TOKEN_OR;
+		lx->pos += 1;
+		return TOKEN_OR;
+	default: return fail(lx, lx->pos, "invalid token");
 	}
 }
 
@@ -413,12 +446,30 @@ enum token_kind lexer_next(struct lexer *lx, struct token *tok)
 			lx->pos++;
 			kind = TOKEN_COLON;
 			break;
-		case '{': lx->pos++; kind = TOKEN_LBRACE; break;
-		case '}': lx->pos++; kind = TOKEN_RBRACE; break;
-		case '[': lx->pos++; kind = TOKEN_LBRACKET; break;
-		case ']': lx->pos++; kind = TOKEN_RBRACKET; break;
-		case '(': lx->pos++; kind = TOKEN_LPAREN; break;
-		case ')': lx->pos++; kind = TOKEN_RPAREN; break;
+		case '{':
+			lx->pos++;
+			kind = TOKEN_LBRACE;
+			break;
+		case '}':
+			lx->pos++;
+			kind = TOKEN_RBRACE;
+			break;
+		case '[':
+			lx->pos++;
+			kind = TOKEN_LBRACKET;
+			break;
+		case ']':
+			lx->pos++;
+			kind = TOKEN_RBRACKET;
+			break;
+		case '(':
+			lx->pos++;
+			kind = TOKEN_LPAREN;
+			break;
+		case ')':
+			lx->pos++;
+			kind = TOKEN_RPAREN;
+			break;
 		case '"': {
 			bool triple = peek(lx, 1) == '"' && peek(lx, 2) == '"';
 			lx->pos += triple ? 3 : 1;

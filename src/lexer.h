@@ -31,10 +31,10 @@ enum token_kind {
 struct token {
 	enum token_kind kind;
 	uint8_t op;
-	uint32_t start;    /* byte offset of the first byte */
-	uint32_t end;      /* byte offset past the last byte */
-	const char *str;   /* STRING: unescaped bytes; IDENT: the name (both NUL-terminated) */
-	uint32_t len;      /* bytes in str */
+	uint32_t start;  /* byte offset of the first byte */
+	uint32_t end;    /* byte offset past the last byte */
+	const char *str; /* STRING: unescaped bytes; IDENT: the name (both NUL-terminated) */
+	uint32_t len;    /* bytes in str */
 	bool boolean;
 	int64_t integer;
 };
@@ -43,9 +43,9 @@ struct lexer {
 	const char *text;
 	uint32_t len;
 	uint32_t pos;
-	struct arena *arena;  /* where unescaped strings and idents are copied */
-	const char *error;    /* message of the last TOKEN_ERROR (static or in the arena) */
-	uint32_t error_pos;   /* where that error is */
+	struct arena *arena; /* where unescaped strings and idents are copied */
+	const char *error;   /* message of the last TOKEN_ERROR (static or in the arena) */
+	uint32_t error_pos;  /* where that error is */
 };
 
 void lexer_init(struct lexer *lx, const char *text, uint32_t len, struct arena *arena);

@@ -8,20 +8,15 @@ bool value_equal(const struct value *a, const struct value *b)
 		return false;
 
 	switch ((enum value_kind)a->kind) {
-	case VALUE_BOOL:
-		return a->u.boolean == b->u.boolean;
-	case VALUE_INT:
-		return a->u.integer == b->u.integer;
+	case VALUE_BOOL: return a->u.boolean == b->u.boolean;
+	case VALUE_INT: return a->u.integer == b->u.integer;
 	case VALUE_STRING:
-	case VALUE_IDENT:
-		return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
+	case VALUE_IDENT: return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
 	case VALUE_RELOP:
 	case VALUE_LOGOP:
-	case VALUE_ENVOP:
-		return value_equal(a->u.pair.lhs, b->u.pair.lhs) && value_equal(a->u.pair.rhs, b->u.pair.rhs);
+	case VALUE_ENVOP: return value_equal(a->u.pair.lhs, b->u.pair.lhs) && value_equal(a->u.pair.rhs, b->u.pair.rhs);
 	case VALUE_PREFIX_RELOP:
-	case VALUE_PFXOP:
-		return value_equal(a->u.arg, b->u.arg);
+	case VALUE_PFXOP: return value_equal(a->u.arg, b->u.arg);
 	case VALUE_LIST:
 	case VALUE_GROUP:
 		if (a->len != b->len)

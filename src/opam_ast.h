@@ -35,29 +35,29 @@ struct value {
 	union {
 		bool boolean;
 		int64_t integer;
-		const char *str;  /* STRING (unescaped) and IDENT; NUL-terminated, may contain NUL for STRING */
+		const char *str; /* STRING (unescaped) and IDENT; NUL-terminated, may contain NUL for STRING */
 		struct {
 			struct value *lhs, *rhs;
-		} pair;           /* RELOP, LOGOP, ENVOP */
-		struct value *arg; /* PREFIX_RELOP, PFXOP */
+		} pair;               /* RELOP, LOGOP, ENVOP */
+		struct value *arg;    /* PREFIX_RELOP, PFXOP */
 		struct value **items; /* LIST, GROUP */
 		struct {
 			struct value *subject;
 			struct value **items;
-		} option;         /* OPTION */
+		} option; /* OPTION */
 	} u;
 };
 
 enum item_kind { ITEM_FIELD, ITEM_SECTION };
 
 struct item {
-	uint8_t kind;          /* enum item_kind */
-	uint32_t pos;          /* byte offset of the field or section name */
-	const char *name;      /* field name, or section kind such as "url" */
+	uint8_t kind;     /* enum item_kind */
+	uint32_t pos;     /* byte offset of the field or section name */
+	const char *name; /* field name, or section kind such as "url" */
 	union {
 		struct value *value; /* FIELD */
 		struct {
-			const char *label;   /* "name" of `kind "name" { }`, or NULL */
+			const char *label; /* "name" of `kind "name" { }`, or NULL */
 			struct item **items;
 			uint32_t count;
 		} section;
@@ -65,8 +65,8 @@ struct item {
 };
 
 struct opam_file {
-	const char *path;   /* for messages */
-	const char *text;   /* the bytes parsed, kept for messages */
+	const char *path; /* for messages */
+	const char *text; /* the bytes parsed, kept for messages */
 	uint32_t text_len;
 	struct item **items;
 	uint32_t count;

@@ -48,9 +48,9 @@ static const char *normalized_arch(const char *machine)
 	static const struct {
 		const char *kernel, *opam;
 	} names[] = {
-		{ "x86_64", "x86_64" }, { "amd64", "x86_64" }, { "i386", "x86_32" }, { "i486", "x86_32" },
-		{ "i586", "x86_32" },   { "i686", "x86_32" },  { "aarch64", "arm64" }, { "arm64", "arm64" },
-		{ "armv7l", "arm32" },  { "armv6l", "arm32" }, { "ppc64le", "ppc64" }, { "ppc64", "ppc64" },
+		{ "x86_64", "x86_64" }, { "amd64", "x86_64" },    { "i386", "x86_32" },   { "i486", "x86_32" },
+		{ "i586", "x86_32" },   { "i686", "x86_32" },     { "aarch64", "arm64" }, { "arm64", "arm64" },
+		{ "armv7l", "arm32" },  { "armv6l", "arm32" },    { "ppc64le", "ppc64" }, { "ppc64", "ppc64" },
 		{ "s390x", "s390x" },   { "riscv64", "riscv64" },
 	};
 
@@ -96,8 +96,8 @@ static _Noreturn void usage_error(const char *usage, const char *fmt, ...)
 static bool is_accepted(const char *name, const char *const *accepted)
 {
 	static const char *const common[] = {
-		"opam-repository", "jobs", "quiet", "verbose", "help", "ocaml", "os", "os-family",
-		"os-distribution", "os-version", "arch", "opam-version", "var",
+		"opam-repository", "jobs",       "quiet", "verbose",      "help", "ocaml", "os", "os-family",
+		"os-distribution", "os-version", "arch",  "opam-version", "var",
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(common); i++)
@@ -153,32 +153,29 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		index = -1;
 
 		switch (c) {
-		case 'r':
-			add_repository(opts, optarg);
-			break;
+		case 'r': add_repository(opts, optarg); break;
 		case 'j': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 1024)
-				usage_error(usage, "invalid -j value '%s': expected a number of jobs from 1 to 1024", optarg);
+				usage_error(usage, "invalid -j value '%s': expected a number of jobs from 1 to 1024",
+					    optarg);
 			opts->jobs = (unsigned)n;
 			break;
 		}
-		case 'q':
-			opts->verbosity = -1;
-			break;
-		case 'v':
-			opts->verbosity++;
-			break;
-		case 'h':
-			printf("usage: %s\n", usage);
-			exit(0);
+		case 'q': opts->verbosity = -1; break;
+		case 'v': opts->verbosity++; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
 		case OPT_OCAML:
 			if (!version_is_valid(optarg))
 				usage_error(usage, "invalid --ocaml version '%s'", optarg);
 			opts->ocaml_version = optarg;
 			break;
-		case OPT_OS: case OPT_OS_FAMILY: case OPT_OS_DISTRIBUTION: case OPT_OS_VERSION: case OPT_ARCH:
+		case OPT_OS:
+		case OPT_OS_FAMILY:
+		case OPT_OS_DISTRIBUTION:
+		case OPT_OS_VERSION:
+		case OPT_ARCH:
 		case OPT_OPAM_VERSION:
 			/* The long option's name is the variable's name. */
 			if (override_count == ARRAY_LEN(overrides))
@@ -195,16 +192,10 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 			overrides[override_count++] = (struct override){ optarg, eq + 1 };
 			break;
 		}
-		case OPT_JSON:
-			opts->json = true;
-			break;
-		case OPT_ALL_VERSIONS:
-			opts->all_versions = true;
-			break;
-		case ':':
-			usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
-		default:
-			usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		case OPT_JSON: opts->json = true; break;
+		case OPT_ALL_VERSIONS: opts->all_versions = true; break;
+		case ':': usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
+		default: usage_error(usage, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 

@@ -9,7 +9,7 @@
 #define DEFAULT_OCAML_VERSION "5.3.0"
 
 struct options {
-	char **repositories;       /* -r, in the order given */
+	char **repositories; /* -r, in the order given */
 	unsigned repository_count;
 	unsigned jobs;             /* -j; 0 means one per core */
 	const char *ocaml_version; /* --ocaml */
@@ -17,7 +17,7 @@ struct options {
 	int verbosity;             /* -q: -1, default 0, -v: 1 */
 	bool json;
 	bool all_versions;
-	char **args;               /* operands after the options */
+	char **args; /* operands after the options */
 	int arg_count;
 };
 

@@ -404,7 +404,7 @@ static bool is_known_field(const char *name)
 {
 	static const char *const known[] = {
 		"depends", "depopts", "conflicts", "available", "flags", "conflict-class", "build",
-		"install", "patches", "build-env", "depexts", "name", "version", "opam-version",
+		"install", "patches", "build-env", "depexts",   "name",  "version",        "opam-version",
 	};
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)

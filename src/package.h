@@ -24,9 +24,9 @@ enum package_flag {
 
 /* A download: the `url` section or an `extra-source` section. */
 struct package_source {
-	const char *name;        /* extra-source file name; NULL for the url section */
-	const char *src;         /* URL */
-	const char **checksums;  /* "sha256=HEX", "md5=HEX", ... */
+	const char *name;       /* extra-source file name; NULL for the url section */
+	const char *src;        /* URL */
+	const char **checksums; /* "sha256=HEX", "md5=HEX", ... */
 	uint32_t checksum_count;
 	const char **mirrors;
 	uint32_t mirror_count;
@@ -35,17 +35,17 @@ struct package_source {
 struct package {
 	const char *name;
 	const char *version;
-	uint32_t name_id;        /* index in the repository index's name table */
-	uint32_t version_id;     /* id of the version string in the repository index's version table */
-	uint32_t repository;     /* index of the repository it was read from */
-	const char *dir;         /* directory holding the opam file (and files/) */
+	uint32_t name_id;    /* index in the repository index's name table */
+	uint32_t version_id; /* id of the version string in the repository index's version table */
+	uint32_t repository; /* index of the repository it was read from */
+	const char *dir;     /* directory holding the opam file (and files/) */
 	struct opam_file *file;
 
 	/* Fields, NULL when absent or dropped. */
 	const struct value *depends;
 	const struct value *depopts;
 	const struct value *conflicts;
-	const struct value *available;  /* a single filter; NULL means true */
+	const struct value *available; /* a single filter; NULL means true */
 	const struct value *build;
 	const struct value *install;
 	const struct value *patches;
@@ -53,7 +53,7 @@ struct package {
 	const struct value *depexts;
 	const char **conflict_class;
 	uint32_t conflict_class_count;
-	unsigned flags;          /* enum package_flag */
+	unsigned flags;             /* enum package_flag */
 	struct package_source *url; /* NULL when the package has nothing to download */
 	struct package_source *extra_sources;
 	uint32_t extra_source_count;

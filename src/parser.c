@@ -19,9 +19,9 @@ struct parser {
 	struct arena *arena;
 	struct diag_list *diags;
 	const char *path;
-	struct token tok;   /* the current token, not yet consumed */
-	unsigned depth;     /* current nesting of values and sections */
-	bool failed;        /* an error was reported; unwind without further messages */
+	struct token tok; /* the current token, not yet consumed */
+	unsigned depth;   /* current nesting of values and sections */
+	bool failed;      /* an error was reported; unwind without further messages */
 };
 
 static void error_at(struct parser *p, uint32_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -125,9 +125,7 @@ static struct value *parse_atom(struct parser *p)
 		v = new_value(p, VALUE_INT, p->tok.start);
 		v->u.integer = p->tok.integer;
 		break;
-	default:
-		unexpected(p, "a string, identifier, integer or boolean");
-		return NULL;
+	default: unexpected(p, "a string, identifier, integer or boolean"); return NULL;
 	}
 	advance(p);
 	return v;
@@ -257,7 +255,8 @@ static struct value *parse_value(struct parser *p, enum binding min)
 				lhs = NULL;
 			else
 				lhs = v;
-		} else if ((p->tok.kind == TOKEN_AND && min <= BIND_AND) || (p->tok.kind == TOKEN_OR && min <= BIND_OR)) {
+		} else if ((p->tok.kind == TOKEN_AND && min <= BIND_AND) ||
+			   (p->tok.kind == TOKEN_OR && min <= BIND_OR)) {
 			/* Both are left-associative: the right operand only takes tighter operators. */
 			enum binding right = p->tok.kind == TOKEN_AND ? BIND_PREFIX : BIND_AND;
 			struct value *v = new_value(p, VALUE_LOGOP, lhs->pos);
@@ -406,16 +405,19 @@ static bool check_opam_version_fields(struct parser *p, struct opam_file *f, boo
 {
 	for (uint32_t i = 1; i < f->count; i++) {
 		struct item *it = f->items[i];
-		if (it->kind != ITEM_FIELD || strcmp(it->name, "opam-version") != 0 || it->u.value->kind != VALUE_STRING)
+		if (it->kind != ITEM_FIELD || strcmp(it->name, "opam-version") != 0 ||
+		    it->u.value->kind != VALUE_STRING)
 			continue;
 		unsigned major, minor;
 		format_version(it->u.value->u.str, &major, &minor);
 		if (format_2_1) {
-			error_at(p, it->pos, "opam-version appears twice; a file in format 2.1 or later must state it once");
+			error_at(p, it->pos,
+				 "opam-version appears twice; a file in format 2.1 or later must state it once");
 			return false;
 		}
 		if (major > 2 || (major == 2 && minor > 0)) {
-			error_at(p, it->pos, "opam-version \"%s\" must be the first field of the file", it->u.value->u.str);
+			error_at(p, it->pos, "opam-version \"%s\" must be the first field of the file",
+				 it->u.value->u.str);
 			return false;
 		}
 	}
@@ -473,10 +475,11 @@ struct opam_file *opam_parse(struct arena *arena, const char *path, const char *
 		/* A newer format may use syntax this parser lacks: keep the header only, as opam does, and warn. */
 		struct diag *d = &local.items[0];
 		diag_add(diags, SEVERITY_WARNING, path, NULL, 0, NO_POSITION,
-			 "file declares opam-version \"%s\", newer than this parser's %d.%d, and does not parse as %d.%d "
+			 "file declares opam-version \"%s\", newer than this parser's %d.%d, and does not parse as "
+			 "%d.%d "
 			 "(line %u: %s); only its header is kept",
-			 header, KNOWN_FORMAT_MAJOR, KNOWN_FORMAT_MINOR, KNOWN_FORMAT_MAJOR, KNOWN_FORMAT_MINOR, d->line,
-			 d->message);
+			 header, KNOWN_FORMAT_MAJOR, KNOWN_FORMAT_MINOR, KNOWN_FORMAT_MAJOR, KNOWN_FORMAT_MINOR,
+			 d->line, d->message);
 		diag_list_release(&local);
 		struct lexer lx;
 		struct token name;

@@ -55,18 +55,10 @@ static void print_values(struct strbuf *out, struct value **items, uint32_t coun
 void opam_print_value(struct strbuf *out, const struct value *v)
 {
 	switch ((enum value_kind)v->kind) {
-	case VALUE_BOOL:
-		strbuf_adds(out, v->u.boolean ? "true" : "false");
-		break;
-	case VALUE_INT:
-		strbuf_addf(out, "%" PRId64, v->u.integer);
-		break;
-	case VALUE_STRING:
-		opam_print_string(out, v->u.str, v->len);
-		break;
-	case VALUE_IDENT:
-		strbuf_add(out, v->u.str, v->len);
-		break;
+	case VALUE_BOOL: strbuf_adds(out, v->u.boolean ? "true" : "false"); break;
+	case VALUE_INT: strbuf_addf(out, "%" PRId64, v->u.integer); break;
+	case VALUE_STRING: opam_print_string(out, v->u.str, v->len); break;
+	case VALUE_IDENT: strbuf_add(out, v->u.str, v->len); break;
 	case VALUE_RELOP:
 		opam_print_value(out, v->u.pair.lhs);
 		strbuf_addf(out, " %s ", relop_symbol(v->op));

@@ -19,7 +19,7 @@
 /* A package directory to scan: packages/NAME of one repository. */
 struct work_item {
 	uint32_t repository;
-	int packages_fd;        /* the repository's packages/ directory */
+	int packages_fd; /* the repository's packages/ directory */
 	const char *name;
 	const char *packages_path;
 };
@@ -28,7 +28,7 @@ struct work_item {
 struct loader {
 	struct work_item *items;
 	uint32_t item_count;
-	atomic_uint *next;       /* shared cursor over items */
+	atomic_uint *next; /* shared cursor over items */
 	struct arena arena;
 	struct diag_list diags;
 	struct package *packages;
@@ -60,18 +60,27 @@ static void file_error(struct loader *l, const char *path, const char *fmt, ...)
 static char *read_opam_file(struct loader *l, int dir_fd, const char *path, uint32_t *len)
 {
 	int fd = openat(dir_fd, "opam", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT) {
+		diag_add(&l->diags, SEVERITY_WARNING, path, NULL, 0, NO_POSITION,
+			 "package directory has no opam file; skipped");
+		return NULL;
+	}
+
+	/* From here on the file counts as read, whether or not it can be. */
+	l->files_read++;
 	if (fd < 0) {
-		if (errno == ENOENT)
-			diag_add(&l->diags, SEVERITY_WARNING, path, NULL, 0, NO_POSITION,
-				 "package directory has no opam file; skipped");
-		else
-			file_error(l, path, "cannot open: %s", strerror(errno));
+		file_error(l, path, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
 
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		file_error(l, path, "%s", S_ISREG(st.st_mode) ? strerror(errno) : "not a regular file; skipped");
+	if (fstat(fd, &st) < 0) {
+		file_error(l, path, "cannot stat: %s", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		file_error(l, path, "not a regular file; skipped");
 		close(fd);
 		return NULL;
 	}
@@ -106,7 +115,6 @@ static char *read_opam_file(struct loader *l, int dir_fd, const char *path, uint
 
 	text[used] = '\0';
 	*len = (uint32_t)used;
-	l->files_read++;
 	l->bytes_read += used;
 	return text;
 }
@@ -194,6 +202,9 @@ static void load_package_dir(struct loader *l, const struct work_item *item)
 	struct dirent *de;
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
+			continue;
+		/* Plain files beside the version directories (a README) are not versions; links may point to one. */
+		if (de->d_type == DT_REG)
 			continue;
 		const char *entry = arena_strdup(&l->arena, de->d_name);
 		load_version(l, item, dirfd(dir), entry);
@@ -306,7 +317,8 @@ static void remove_duplicates(struct repo_index *idx, struct diag_list *diags)
 			if (strcmp(prev->name, p->name) == 0 && version_compare(prev->version, p->version) == 0) {
 				if (prev->repository == p->repository)
 					diag_add(diags, SEVERITY_WARNING, p->dir, NULL, 0, NO_POSITION,
-						 "version %s of %s compares equal to %s, which is kept; this directory is ignored",
+						 "version %s of %s compares equal to %s, which is kept; this directory "
+						 "is ignored",
 						 p->version, p->name, prev->version);
 				continue;
 			}
@@ -362,8 +374,8 @@ int repo_index_load(struct repo_index *idx, char *const *paths, uint32_t count, 
 	for (uint32_t r = 0; r < count; r++) {
 		idx->repositories[r] = xstrdup(paths[r]);
 		fds[r] = -1;
-		if (list_repository(paths[r], r, &fds[r], &packages_paths[r], &items, &item_count, &item_capacity, names,
-				    diags) < 0)
+		if (list_repository(paths[r], r, &fds[r], &packages_paths[r], &items, &item_count, &item_capacity,
+				    names, diags) < 0)
 			status = -1;
 	}
 
@@ -403,14 +415,16 @@ int repo_index_load(struct repo_index *idx, char *const *paths, uint32_t count, 
 	uint32_t at = 0;
 	for (unsigned t = 0; t < threads; t++) {
 		if (loaders[t].package_count)
-			memcpy(idx->packages + at, loaders[t].packages, loaders[t].package_count * sizeof(struct package));
+			memcpy(idx->packages + at, loaders[t].packages,
+			       loaders[t].package_count * sizeof(struct package));
 		at += loaders[t].package_count;
 		free(loaders[t].packages);
 	}
 	qsort(idx->packages, idx->package_count, sizeof(*idx->packages), compare_packages);
 	remove_duplicates(idx, &found);
 	build_name_table(idx);
-	qsort(found.items, found.count, sizeof(*found.items), compare_diags);
+	if (found.count)
+		qsort(found.items, found.count, sizeof(*found.items), compare_diags);
 	diag_append(diags, &found);
 
 	for (uint32_t r = 0; r < count; r++) {

@@ -17,29 +17,29 @@
 /* All versions of one package name, a slice of the index's package array. */
 struct package_name {
 	const char *name;
-	uint32_t first;   /* index of the oldest version in repo_index.packages */
-	uint32_t count;   /* number of versions, ordered oldest to newest */
+	uint32_t first; /* index of the oldest version in repo_index.packages */
+	uint32_t count; /* number of versions, ordered oldest to newest */
 };
 
 struct repo_index {
-	char **repositories;        /* paths as given */
+	char **repositories; /* paths as given */
 	uint32_t repository_count;
-	struct package *packages;   /* by name (byte order), then version (opam order) */
+	struct package *packages; /* by name (byte order), then version (opam order) */
 	uint32_t package_count;
 	struct package_name *names; /* by name; package.name_id indexes this */
 	uint32_t name_count;
 	struct intern_table versions; /* every distinct version string; package.version_id indexes this */
-	struct arena *arenas;       /* one per loader thread; hold the texts and trees */
+	struct arena *arenas;         /* one per loader thread; hold the texts and trees */
 	uint32_t arena_count;
-	size_t files_read;          /* opam files read, including those that failed to parse */
+	size_t files_read; /* opam files found, including those that could not be read or parsed */
 	size_t bytes_read;
-	size_t files_failed;        /* files that could not be read or parsed */
+	size_t files_failed; /* files that could not be read or parsed */
 };
 
 /*
  * Load the repositories at PATHS with THREADS parallel readers (0: one per core). Problems with single
  * files go to DIAGS and the load goes on. Returns -1 if a repository itself cannot be read, after
- * adding an error naming it to DIAGS.
+ * adding an error naming it to DIAGS. Release IDX with repo_index_release in both cases.
  */
 int repo_index_load(struct repo_index *idx, char *const *paths, uint32_t count, unsigned threads,
 		    struct diag_list *diags);

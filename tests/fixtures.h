@@ -22,7 +22,7 @@ static inline char *fixture_snapshot(const char *snapshot)
 {
 	const char *data = getenv("OBAKE_SHARED_DATA");
 	const char *tmp = getenv("OBAKE_TEST_TMP");
-	char archive[4096], dir[4096], repo[4096], command[16384];
+	char archive[4096], dir[4096], repo[4200], command[16384];
 	struct stat st;
 
 	if (!data || !tmp)

@@ -188,7 +188,8 @@ static void test_formula_disjunction(void)
 static void test_vformula_check(void)
 {
 	struct filter_env env = env_for("pkg", "1.2");
-	struct formula *f = formula_reduce(parse("[\"a\" {>= \"1.0\" & < \"2.0~\"}]"), FORMULA_CONJUNCTION, &env, &arena);
+	struct formula *f = formula_reduce(parse("[\"a\" {>= \"1.0\" & < \"2.0~\"}]"), FORMULA_CONJUNCTION, &env,
+					   &arena);
 
 	CHECK(f && f->kind == FORMULA_ATOM);
 	if (!f)

@@ -1167,16 +1167,16 @@ static bool round_trips(const struct parsed_input *in, struct strbuf *printed)
 		struct value *a = opam_parse_value(&first, "in", in->text, in->len, &errors);
 		if (a) {
 			opam_print_value(printed, a);
-			struct value *b =
-				opam_parse_value(&second, "out", strbuf_str(printed), (uint32_t)printed->len, &errors);
+			struct value *b = opam_parse_value(&second, "out", strbuf_str(printed), (uint32_t)printed->len,
+							   &errors);
 			same = b && value_equal(a, b);
 		}
 	} else {
 		struct opam_file *a = opam_parse(&first, "in", in->text, in->len, &errors);
 		if (a) {
 			opam_print_file(printed, a);
-			struct opam_file *b =
-				opam_parse(&second, "out", strbuf_str(printed), (uint32_t)printed->len, &errors);
+			struct opam_file *b = opam_parse(&second, "out", strbuf_str(printed), (uint32_t)printed->len,
+							 &errors);
 			same = b && opam_file_equal(a, b);
 		}
 	}
