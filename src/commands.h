@@ -11,5 +11,6 @@ enum exit_status {
 
 int command_check(int argc, char **argv);
 int command_list(int argc, char **argv);
+int command_solve(int argc, char **argv);
 
 #endif

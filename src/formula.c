@@ -392,3 +392,40 @@ bool formula_is_valid(const struct value *v)
 			return false;
 	return true;
 }
+
+void formula_each_name(const struct value *v, void (*fn)(const char *name, void *ctx), void *ctx)
+{
+	if (!v)
+		return;
+
+	switch (v->kind) {
+	case VALUE_STRING: fn(v->u.str, ctx); return;
+	case VALUE_OPTION: formula_each_name(v->u.option.subject, fn, ctx); return;
+	case VALUE_LIST:
+	case VALUE_GROUP:
+		for (uint32_t i = 0; i < v->len; i++)
+			formula_each_name(v->u.items[i], fn, ctx);
+		return;
+	case VALUE_LOGOP:
+		formula_each_name(v->u.pair.lhs, fn, ctx);
+		formula_each_name(v->u.pair.rhs, fn, ctx);
+		return;
+	default: return;
+	}
+}
+
+void formula_each_atom(const struct formula *f, void (*fn)(const char *name, void *ctx), void *ctx)
+{
+	if (!f)
+		return;
+
+	switch (f->kind) {
+	case FORMULA_EMPTY: return;
+	case FORMULA_ATOM: fn(f->name, ctx); return;
+	case FORMULA_AND:
+	case FORMULA_OR:
+		formula_each_atom(f->lhs, fn, ctx);
+		formula_each_atom(f->rhs, fn, ctx);
+		return;
+	}
+}

@@ -51,6 +51,11 @@ bool vformula_check(const struct vformula *f, const char *version);
 void vformula_print(struct strbuf *out, const struct vformula *f);
 void formula_print(struct strbuf *out, const struct formula *f);
 
+/* Call FN with every package name written in the filtered formula V, whatever its filters say. */
+void formula_each_name(const struct value *v, void (*fn)(const char *name, void *ctx), void *ctx);
+/* Call FN with every package name of the reduced formula F. */
+void formula_each_atom(const struct formula *f, void (*fn)(const char *name, void *ctx), void *ctx);
+
 /* Shape checks used when loading a file: true if opam accepts V for such a field. */
 bool formula_is_valid(const struct value *v);
 bool constraint_is_valid(struct value *const *items, uint32_t count);

@@ -14,6 +14,7 @@ static const struct command {
 } commands[] = {
 	{ "check", command_check, "parse every opam file of the repositories and report each problem" },
 	{ "list", command_list, "print the latest available version of every package" },
+	{ "solve", command_solve, "select the packages opam-0install would install for each target" },
 };
 
 static void print_help(void)

@@ -21,6 +21,12 @@ enum {
 	OPT_VAR,
 	OPT_JSON,
 	OPT_ALL_VERSIONS,
+	OPT_ALL,
+	OPT_WITH_TEST,
+	OPT_WITH_DOC,
+	OPT_DEPS,
+	OPT_LIST,
+	OPT_DOT,
 };
 
 static const struct option long_options[] = {
@@ -39,6 +45,13 @@ static const struct option long_options[] = {
 	{ "var", required_argument, NULL, OPT_VAR },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "all-versions", no_argument, NULL, OPT_ALL_VERSIONS },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ "with-test", no_argument, NULL, OPT_WITH_TEST },
+	{ "with-doc", no_argument, NULL, OPT_WITH_DOC },
+	{ "deps", no_argument, NULL, OPT_DEPS },
+	{ "list", no_argument, NULL, OPT_LIST },
+	{ "dot", no_argument, NULL, OPT_DOT },
+	{ "output", required_argument, NULL, 'o' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -146,8 +159,8 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 	optind = 1;
 	opterr = 0;
 	int c, index = -1;
-	while ((c = getopt_long(argc, argv, ":r:j:qvh", long_options, &index)) != -1) {
-		const char *long_name = index >= 0 ? long_options[index].name : NULL;
+	while ((c = getopt_long(argc, argv, ":r:j:o:qvh", long_options, &index)) != -1) {
+		const char *long_name = index >= 0 ? long_options[index].name : c == 'o' ? "output" : NULL;
 		if (long_name && !is_accepted(long_name, accepted))
 			usage_error(usage, "option '--%s' does not apply to this command", long_name);
 		index = -1;
@@ -194,6 +207,13 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		}
 		case OPT_JSON: opts->json = true; break;
 		case OPT_ALL_VERSIONS: opts->all_versions = true; break;
+		case OPT_ALL: opts->all = true; break;
+		case OPT_WITH_TEST: opts->with_test = true; break;
+		case OPT_WITH_DOC: opts->with_doc = true; break;
+		case OPT_DEPS: opts->write_deps = true; break;
+		case OPT_LIST: opts->write_list = true; break;
+		case OPT_DOT: opts->write_dot = true; break;
+		case 'o': opts->output_dir = optarg; break;
 		case ':': usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
 		default: usage_error(usage, "unknown option '%s'", argv[optind - 1]);
 		}

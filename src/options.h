@@ -17,7 +17,14 @@ struct options {
 	int verbosity;             /* -q: -1, default 0, -v: 1 */
 	bool json;
 	bool all_versions;
-	char **args; /* operands after the options */
+	bool all;               /* --all: every package */
+	bool with_test;         /* --with-test: test dependencies of the targets */
+	bool with_doc;          /* --with-doc: documentation dependencies of the targets */
+	bool write_deps;        /* --deps: <target>-deps.json */
+	bool write_list;        /* --list: <target>-list.json */
+	bool write_dot;         /* --dot: <target>.dot */
+	const char *output_dir; /* -o: where files go (default .) */
+	char **args;            /* operands after the options */
 	int arg_count;
 };
 

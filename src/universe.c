@@ -44,6 +44,17 @@ static uint32_t add_impl(struct universe *u, uint32_t role, uint32_t package)
 	return u->impl_count++;
 }
 
+/* Close a role's candidate list with its dummy. */
+static void add_dummy(struct universe *u, uint32_t role)
+{
+	uint32_t impl = add_impl(u, role, NO_ID);
+
+	u->impls[impl].dummy = true;
+	add_candidate(u, role, impl);
+	RESERVE(u->dummies, u->dummy_count, u->dummy_capacity);
+	u->dummies[u->dummy_count++] = impl;
+}
+
 uint32_t universe_role_for_name(struct universe *u, const char *name)
 {
 	const struct package_name *n = repo_find_name(u->repo, name);
@@ -55,6 +66,7 @@ uint32_t universe_role_for_name(struct universe *u, const char *name)
 			return u->unknown_roles[i];
 
 	uint32_t role = add_role(u, NO_ID, arena_strdup(&u->arena, name));
+	add_dummy(u, role);
 	RESERVE(u->unknown_roles, u->unknown_count, u->unknown_capacity);
 	u->unknown_roles[u->unknown_count++] = role;
 	return role;
@@ -197,6 +209,17 @@ static uint32_t commit_requirements(struct universe *u, struct compile_ctx *ctx,
 
 static void list_deps(struct compile_ctx *ctx, const struct formula *f);
 
+/* Flatten a chain of ORs into its alternatives, left to right. Past LIMIT, the rest stays one nested OR. */
+static void collect_alternatives(const struct formula *f, const struct formula **out, uint32_t *count, uint32_t limit)
+{
+	if (f->kind == FORMULA_OR && *count + 2 <= limit) {
+		collect_alternatives(f->lhs, out, count, limit);
+		collect_alternatives(f->rhs, out, count, limit);
+		return;
+	}
+	out[(*count)++] = f;
+}
+
 /* One side of an OR becomes a virtual candidate whose requirements are that side's. */
 static uint32_t virtual_impl(struct compile_ctx *outer, uint32_t role, const struct formula *side)
 {
@@ -224,15 +247,24 @@ static void list_deps(struct compile_ctx *ctx, const struct formula *f)
 		list_deps(ctx, f->rhs);
 		return;
 	case FORMULA_OR: {
-		/* The role must exist before its candidates, whose ids follow it in the candidate array. */
+		/*
+		 * opam-0install gives a chain `a | b | c` one virtual role whose candidates are the
+		 * alternatives, left to right. The role must exist before its candidates, whose ids
+		 * follow it in the candidate array, so the alternatives are compiled first.
+		 */
 		struct universe *u = ctx->u;
-		uint32_t left = virtual_impl(ctx, NO_ID, f->lhs);
-		uint32_t right = virtual_impl(ctx, NO_ID, f->rhs);
+		const struct formula *alternatives[64];
+		uint32_t count = 0;
+		collect_alternatives(f, alternatives, &count, ARRAY_LEN(alternatives));
+		uint32_t impls[64];
+		for (uint32_t i = 0; i < count; i++)
+			impls[i] = virtual_impl(ctx, NO_ID, alternatives[i]);
 		uint32_t role = add_role(u, NO_ID, NULL);
-		u->impls[left].role = role;
-		u->impls[right].role = role;
-		add_candidate(u, role, left);
-		add_candidate(u, role, right);
+		for (uint32_t i = 0; i < count; i++) {
+			u->impls[impls[i]].role = role;
+			add_candidate(u, role, impls[i]);
+		}
+		add_dummy(u, role);
 		/* Essential even inside conflicts: a restriction must still be applied through the OR. */
 		push_requirement(ctx, role, NULL, NULL, IMPORTANCE_ESSENTIAL);
 		return;
@@ -241,7 +273,7 @@ static void list_deps(struct compile_ctx *ctx, const struct formula *f)
 }
 
 /* Negate a version formula: AND and OR swap, each comparison is inverted (OpamFormula.neg). */
-static struct vformula *negate_vformula(struct arena *a, const struct vformula *f)
+struct vformula *vformula_negate(struct arena *a, const struct vformula *f)
 {
 	if (!f)
 		return NULL;
@@ -263,8 +295,8 @@ static struct vformula *negate_vformula(struct arena *a, const struct vformula *
 	case VFORMULA_AND:
 	case VFORMULA_OR:
 		n->kind = f->kind == VFORMULA_AND ? VFORMULA_OR : VFORMULA_AND;
-		n->lhs = negate_vformula(a, f->lhs);
-		n->rhs = negate_vformula(a, f->rhs);
+		n->lhs = vformula_negate(a, f->lhs);
+		n->rhs = vformula_negate(a, f->rhs);
 		break;
 	}
 	return n;
@@ -280,7 +312,7 @@ static struct formula *negate_formula(struct arena *a, const struct formula *f)
 	*n = *f;
 	switch (f->kind) {
 	case FORMULA_EMPTY: break;
-	case FORMULA_ATOM: n->constraint = negate_vformula(a, f->constraint); break;
+	case FORMULA_ATOM: n->constraint = vformula_negate(a, f->constraint); break;
 	case FORMULA_AND:
 	case FORMULA_OR:
 		n->kind = f->kind == FORMULA_AND ? FORMULA_OR : FORMULA_AND;
@@ -320,6 +352,7 @@ uint32_t universe_add_root(struct universe *u, const uint32_t *roles, uint32_t c
 	uint32_t role = add_role(u, NO_ID, NULL);
 	uint32_t impl = add_impl(u, role, NO_ID);
 	add_candidate(u, role, impl);
+	add_dummy(u, role);
 
 	struct impl *im = &u->impls[impl];
 	im->req_first = u->requirement_count;
@@ -391,6 +424,7 @@ static void add_name_role(struct universe *u, uint32_t name_id, struct arena *sc
 		u->impl_of_package[order[i]] = impl;
 		add_candidate(u, role, impl);
 	}
+	add_dummy(u, role);
 	free(order);
 }
 
@@ -456,6 +490,8 @@ void universe_build(struct universe *u, const struct repo_index *idx, const stru
 	for (uint32_t i = 0; i < real_impls; i++) {
 		const struct package *p = universe_impl_package(u, i);
 		uint32_t count;
+		if (!p)
+			continue;
 		uint32_t first = universe_compile_requirements(u, p, flags, &count);
 		u->impls[i].req_first = first;
 		u->impls[i].req_count = count;
@@ -503,6 +539,7 @@ void universe_clone(struct universe *dst, const struct universe *src)
 					&dst->requirement_capacity);
 	dst->unknown_roles = clone_array(src->unknown_roles, src->unknown_count, sizeof(uint32_t),
 					 &dst->unknown_capacity);
+	dst->dummies = clone_array(src->dummies, src->dummy_count, sizeof(uint32_t), &dst->dummy_capacity);
 	d->lits = clone_array(s->lits, s->lit_count, sizeof(uint32_t), &d->lit_capacity);
 	d->clause_start = clone_array(s->clause_start, s->clause_count + 1, sizeof(uint32_t), &d->clause_capacity);
 	d->amo_start = clone_array(s->amo_start, s->amo_count + 1, sizeof(uint32_t), &d->amo_capacity);
@@ -522,6 +559,7 @@ void universe_mark(const struct universe *u, struct universe_mark *mark)
 	mark->impls = u->impl_count;
 	mark->requirements = u->requirement_count;
 	mark->unknowns = u->unknown_count;
+	mark->dummies = u->dummy_count;
 	mark->lits = u->store.lit_count;
 	mark->clauses = u->store.clause_count;
 	mark->amos = u->store.amo_count;
@@ -535,6 +573,7 @@ void universe_reset(struct universe *u, const struct universe_mark *mark)
 	u->impl_count = mark->impls;
 	u->requirement_count = mark->requirements;
 	u->unknown_count = mark->unknowns;
+	u->dummy_count = mark->dummies;
 	u->store.lit_count = mark->lits;
 	u->store.clause_count = mark->clauses;
 	u->store.amo_count = mark->amos;
@@ -557,6 +596,7 @@ void universe_release_clone(struct universe *u)
 	free(u->impls);
 	free(u->requirements);
 	free(u->unknown_roles);
+	free(u->dummies);
 	release_store(&u->store);
 	arena_release(&u->arena);
 }

@@ -39,6 +39,7 @@ struct impl {
 	uint32_t clause_end;
 	uint32_t amo_first; /* at-most-one constraints its restrictions produced */
 	uint32_t amo_end;
+	bool dummy; /* the "no candidate" placeholder that diagnostics may select */
 };
 
 struct role {
@@ -81,6 +82,12 @@ struct universe {
 	uint32_t *role_of_name;    /* name id -> role id */
 	uint32_t *unknown_roles;   /* roles of names that are depended on but in no repository */
 	uint32_t unknown_count, unknown_capacity;
+	/*
+	 * Every role ends with a dummy candidate, as in 0install's "closest match" mode: a normal solve
+	 * forces all dummies false, and diagnostics let the solver pick one where nothing else fits.
+	 */
+	uint32_t *dummies;
+	uint32_t dummy_count, dummy_capacity;
 
 	struct constraint_store store;
 	/* Conflict classes: the impls sharing each class, as at-most-one constraints in the store. */
@@ -108,7 +115,7 @@ void universe_release_clone(struct universe *u);
 
 /* The sizes of every array, to roll a worker's copy back after a solve. */
 struct universe_mark {
-	uint32_t roles, candidates, impls, requirements, unknowns;
+	uint32_t roles, candidates, impls, requirements, unknowns, dummies;
 	uint32_t lits, clauses, amos, amo_vars;
 };
 
@@ -135,6 +142,9 @@ void universe_encode_requirements(struct universe *u, uint32_t impl, uint32_t fi
  * Returns the root candidate.
  */
 uint32_t universe_add_root(struct universe *u, const uint32_t *roles, uint32_t count);
+
+/* Negate a version formula (AND and OR swap, comparisons invert) into ARENA. */
+struct vformula *vformula_negate(struct arena *arena, const struct vformula *f);
 
 /* True if candidate IMPL passes requirement R's restriction. */
 bool universe_impl_meets(const struct universe *u, uint32_t impl, const struct requirement *r);
