@@ -39,8 +39,15 @@ static void print_help(void)
 	       "\nlist options:\n"
 	       "  --all-versions             print every version, available or not\n"
 	       "  --json                     print a JSON array of {name, version, available, repository}\n"
-	       "\nExit status: 0 on success, 1 when check finds a file that does not parse,\n"
-	       "2 on a usage error or a repository that cannot be read.\n");
+	       "\nsolve options (targets: NAME, NAME.VERSION, NAME>=VERSION, ...):\n"
+	       "  --all                      every package's latest available version\n"
+	       "  --all-versions             every available version of the targets (or of all, with --all)\n"
+	       "  --with-test, --with-doc    include the targets' test or documentation dependencies\n"
+	       "  --deps, --list, --dot      write <target>-deps.json, <target>-list.json, <target>.dot\n"
+	       "  -o, --output DIR           folder for those files (default .)\n"
+	       "\nExit status: 0 on success, 1 when check finds a file that does not parse or a\n"
+	       "target has no solution, 2 on a usage error, an unknown target, a repository that\n"
+	       "cannot be read or a file that cannot be written.\n");
 }
 
 int main(int argc, char **argv)
