@@ -518,8 +518,9 @@ void universe_build(struct universe *u, const struct repo_index *idx, const stru
 static void *clone_array(const void *src, uint32_t count, size_t size, uint32_t *capacity)
 {
 	*capacity = count + 2;
-	void *dst = xreallocarray(NULL, *capacity, size);
-	if (count)
+	void *dst = xcalloc(*capacity, size);
+	/* SRC is NULL when nothing was ever stored, as for the clause starts of a repository without dependencies. */
+	if (count && src)
 		memcpy(dst, src, count * size);
 	return dst;
 }
