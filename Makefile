@@ -45,7 +45,7 @@ $(BUILD):
 
 # Each test binary prints its own "N passed, N failed, N skipped"; tests/run sums them up.
 check: $(BUILD)/obake $(TEST_BIN)
-	OBAKE=$(CURDIR)/$(BUILD)/obake sh tests/run $(TEST_BIN) tests/cli-tests.sh
+	OBAKE=$(CURDIR)/$(BUILD)/obake sh tests/run $(TEST_BIN) tests/cli-tests.sh tests/solver-cases.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \

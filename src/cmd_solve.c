@@ -417,6 +417,11 @@ int command_solve(int argc, char **argv)
 		goto out;
 	report_load_problems(&diags, opts.verbosity);
 
+	/* Without an `ocaml` package there is nothing to pin, and day10's roots would fail every solve. */
+	if (!repo_find_name(&idx, "ocaml") && opts.verbosity >= 0)
+		fprintf(stderr,
+			"%s: warning: no repository has a package named ocaml; solving without pinning OCaml %s\n",
+			program_name, opts.ocaml_version);
 	if (collect_targets(&idx, &opts, &targets))
 		status = run_batch(&opts, &idx, &targets);
 	repo_index_release(&idx);

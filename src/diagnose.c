@@ -477,7 +477,8 @@ static int compare_components(const void *a, const void *b, void *ctx)
 
 static void print_rejections(struct strbuf *out, const struct universe *u, struct component *c)
 {
-	qsort_r(c->bad, c->bad_count, sizeof(*c->bad), compare_rejections, (void *)u);
+	if (c->bad_count > 1)
+		qsort_r(c->bad, c->bad_count, sizeof(*c->bad), compare_rejections, (void *)u);
 	for (uint32_t i = 0; i < c->bad_count; i++) {
 		if (i == MAX_REJECTIONS) {
 			strbuf_adds(out, "\n      ...");
