@@ -12,5 +12,6 @@ enum exit_status {
 int command_check(int argc, char **argv);
 int command_list(int argc, char **argv);
 int command_solve(int argc, char **argv);
+int command_dockerfile(int argc, char **argv);
 
 #endif

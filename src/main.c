@@ -15,6 +15,7 @@ static const struct command {
 	{ "check", command_check, "parse every opam file of the repositories and report each problem" },
 	{ "list", command_list, "print the latest available version of every package" },
 	{ "solve", command_solve, "select the packages opam-0install would install for each target" },
+	{ "dockerfile", command_dockerfile, "write Dockerfiles, bake files and a driver script for BuildKit" },
 };
 
 static void print_help(void)

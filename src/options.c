@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,13 @@ enum {
 	OPT_DEPS,
 	OPT_LIST,
 	OPT_DOT,
+	OPT_BASE_IMAGE,
+	OPT_OPAM_SOURCE,
+	OPT_OPAM_URL,
+	OPT_MAX_LAYERS,
+	OPT_MAX_FILE_SIZE,
+	OPT_BATCH_SIZE,
+	OPT_NO_GROUP,
 };
 
 static const struct option long_options[] = {
@@ -52,6 +60,13 @@ static const struct option long_options[] = {
 	{ "list", no_argument, NULL, OPT_LIST },
 	{ "dot", no_argument, NULL, OPT_DOT },
 	{ "output", required_argument, NULL, 'o' },
+	{ "base-image", required_argument, NULL, OPT_BASE_IMAGE },
+	{ "opam-source", required_argument, NULL, OPT_OPAM_SOURCE },
+	{ "opam-url", required_argument, NULL, OPT_OPAM_URL },
+	{ "max-layers", required_argument, NULL, OPT_MAX_LAYERS },
+	{ "max-file-size", required_argument, NULL, OPT_MAX_FILE_SIZE },
+	{ "batch-size", required_argument, NULL, OPT_BATCH_SIZE },
+	{ "no-group", no_argument, NULL, OPT_NO_GROUP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -106,6 +121,20 @@ static _Noreturn void usage_error(const char *usage, const char *fmt, ...)
 	exit(2);
 }
 
+/* Parse a whole number between MIN and MAX for OPTION, or exit with a usage error. */
+static unsigned long parse_count(const char *usage, const char *option, const char *text, unsigned long min,
+				 unsigned long max)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(text, &end, 10);
+
+	if (errno || end == text || *end || text[0] == '-' || n < min || n > max)
+		usage_error(usage, "invalid %s value '%s': expected a whole number from %lu to %lu", option, text, min,
+			    max);
+	return n;
+}
+
 static bool is_accepted(const char *name, const char *const *accepted)
 {
 	static const char *const common[] = {
@@ -155,6 +184,11 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 
 	memset(opts, 0, sizeof(*opts));
 	opts->ocaml_version = DEFAULT_OCAML_VERSION;
+	opts->base_image = "debian:12";
+	opts->opam_source = "distribution";
+	opts->max_layers = 100;
+	opts->max_file_size = 1UL << 20;
+	opts->batch_size = 100;
 
 	optind = 1;
 	opterr = 0;
@@ -214,6 +248,24 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		case OPT_LIST: opts->write_list = true; break;
 		case OPT_DOT: opts->write_dot = true; break;
 		case 'o': opts->output_dir = optarg; break;
+		case OPT_BASE_IMAGE: opts->base_image = optarg; break;
+		case OPT_OPAM_SOURCE:
+			if (strcmp(optarg, "distribution") != 0 && strcmp(optarg, "release") != 0)
+				usage_error(usage, "invalid --opam-source '%s': expected distribution or release",
+					    optarg);
+			opts->opam_source = optarg;
+			break;
+		case OPT_OPAM_URL: opts->opam_url = optarg; break;
+		case OPT_MAX_LAYERS:
+			opts->max_layers = (unsigned)parse_count(usage, "--max-layers", optarg, 10, 10000);
+			break;
+		case OPT_MAX_FILE_SIZE:
+			opts->max_file_size = parse_count(usage, "--max-file-size", optarg, 4096, 1UL << 30);
+			break;
+		case OPT_BATCH_SIZE:
+			opts->batch_size = (unsigned)parse_count(usage, "--batch-size", optarg, 1, 100000);
+			break;
+		case OPT_NO_GROUP: opts->no_group = true; break;
 		case ':': usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
 		default: usage_error(usage, "unknown option '%s'", argv[optind - 1]);
 		}

@@ -17,14 +17,21 @@ struct options {
 	int verbosity;             /* -q: -1, default 0, -v: 1 */
 	bool json;
 	bool all_versions;
-	bool all;               /* --all: every package */
-	bool with_test;         /* --with-test: test dependencies of the targets */
-	bool with_doc;          /* --with-doc: documentation dependencies of the targets */
-	bool write_deps;        /* --deps: <target>-deps.json */
-	bool write_list;        /* --list: <target>-list.json */
-	bool write_dot;         /* --dot: <target>.dot */
-	const char *output_dir; /* -o: where files go (default .) */
-	char **args;            /* operands after the options */
+	bool all;                    /* --all: every package */
+	bool with_test;              /* --with-test: test dependencies of the targets */
+	bool with_doc;               /* --with-doc: documentation dependencies of the targets */
+	bool write_deps;             /* --deps: <target>-deps.json */
+	bool write_list;             /* --list: <target>-list.json */
+	bool write_dot;              /* --dot: <target>.dot */
+	const char *output_dir;      /* -o: where files go (default .) */
+	const char *base_image;      /* --base-image: first FROM of generated Dockerfiles */
+	const char *opam_source;     /* --opam-source: "distribution" or "release" */
+	const char *opam_url;        /* --opam-url: release binary to download with --opam-source release */
+	unsigned max_layers;         /* --max-layers: image depth limit for generated Dockerfiles */
+	unsigned long max_file_size; /* --max-file-size: bytes per generated file */
+	unsigned batch_size;         /* --batch-size: targets per bake group */
+	bool no_group;               /* --no-group: one RUN step per package, whatever the depth */
+	char **args;                 /* operands after the options */
 	int arg_count;
 };
 
