@@ -126,10 +126,28 @@ static bool resolve_target(const struct repo_index *idx, const struct options *o
 		break;
 	}
 	if (!ok) {
-		char *versions = version_list(idx, n);
-		fprintf(stderr, "%s: no available version of '%s'%s%s in this environment; its versions are: %s\n",
-			program_name, name, version ? " matches " : "", version ? arg + strlen(name) : "", versions);
-		free(versions);
+		/*
+		 * Nothing available fits: solve the newest version that matches anyway, so the target gets
+		 * its no-solution result like the others instead of stopping the whole batch.
+		 */
+		for (uint32_t i = n->count; i-- > 0 && !ok;) {
+			const struct package *p = &idx->packages[n->first + i];
+			if (op >= 0 && !relop_accepts(op, version_compare(p->version, version)))
+				continue;
+			if (opts->verbosity >= 0)
+				fprintf(stderr,
+					"%s: warning: no available version of '%s' matches '%s' in this environment; "
+					"solving %s.%s, which is unavailable\n",
+					program_name, name, arg, p->name, p->version);
+			target_add(out, n->first + i);
+			ok = true;
+		}
+		if (!ok) {
+			char *versions = version_list(idx, n);
+			fprintf(stderr, "%s: no version of '%s' matches '%s'; its versions are: %s\n", program_name,
+				name, arg, versions);
+			free(versions);
+		}
 	}
 
 done:
@@ -159,6 +177,28 @@ bool targets_collect(const struct repo_index *idx, const struct options *opts, s
 	for (int a = 0; a < opts->arg_count; a++)
 		ok &= resolve_target(idx, opts, opts->args[a], out, &scratch);
 	arena_release(&scratch);
+
+	/* A package named twice (by --all and an operand, or by two spellings) is solved once. */
+	uint8_t *seen = xcalloc(idx->package_count + 1, 1);
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < out->count; i++) {
+		if (seen[out->items[i]])
+			continue;
+		seen[out->items[i]] = 1;
+		out->items[kept++] = out->items[i];
+	}
+	out->count = kept;
+	free(seen);
+
+	/* The OCaml pin must name a version that exists, or every solve would fail for that reason alone. */
+	const struct package_name *ocaml = repo_find_name(idx, "ocaml");
+	if (ocaml && !repo_find_package(idx, "ocaml", opts->ocaml_version)) {
+		char *versions = version_list(idx, ocaml);
+		fprintf(stderr, "%s: --ocaml %s: ocaml has no such version; its versions are: %s\n", program_name,
+			opts->ocaml_version, versions);
+		free(versions);
+		ok = false;
+	}
 	return ok;
 }
 
@@ -175,7 +215,27 @@ struct batch {
 	const struct target_list *targets;
 	atomic_uint next;
 	struct outcome *outcomes;
+	outcome_consumer consumer;
+	void *consumer_ctx;
+	pthread_mutex_t lock; /* guards done and emitted */
+	uint8_t *done;
+	uint32_t emitted; /* outcomes [0, emitted) were handed to the consumer */
 };
+
+/* Hand over every finished outcome that has no unfinished one before it. */
+static void emit_ready(struct batch *b, uint32_t t)
+{
+	pthread_mutex_lock(&b->lock);
+	b->done[t] = 1;
+	while (b->emitted < b->targets->count && b->done[b->emitted]) {
+		struct outcome *o = &b->outcomes[b->emitted++];
+		b->consumer(b->consumer_ctx, o);
+		plan_release(&o->plan);
+		solve_result_release(&o->result);
+		o->diagnostics = NULL;
+	}
+	pthread_mutex_unlock(&b->lock);
+}
 
 static double now_ms(void)
 {
@@ -217,6 +277,8 @@ static void *batch_worker(void *arg)
 		if (t >= b->targets->count)
 			break;
 		solve_one(&solver, b, t);
+		if (b->consumer)
+			emit_ready(b, t);
 	}
 	solver_release(&solver);
 	return NULL;
@@ -231,14 +293,21 @@ static unsigned worker_count(const struct options *opts, uint32_t targets)
 }
 
 struct outcome *batch_solve(const struct options *opts, const struct repo_index *idx, const struct target_list *targets,
-			    struct batch_report *report)
+			    outcome_consumer consumer, void *ctx, struct batch_report *report)
 {
 	double start = now_ms();
 	struct universe universe;
 	universe_build(&universe, idx, &opts->globals);
 
-	struct batch b = { opts, idx, &universe, targets, 0, NULL };
+	struct batch b = { .opts = opts,
+			   .idx = idx,
+			   .universe = &universe,
+			   .targets = targets,
+			   .consumer = consumer,
+			   .consumer_ctx = ctx };
+	pthread_mutex_init(&b.lock, NULL);
 	b.outcomes = xcalloc(targets->count + 1, sizeof(*b.outcomes));
+	b.done = xcalloc(targets->count + 1, 1);
 	unsigned workers = worker_count(opts, targets->count);
 	pthread_t *threads = xcalloc(workers, sizeof(*threads));
 	unsigned started = 0;
@@ -252,6 +321,8 @@ struct outcome *batch_solve(const struct options *opts, const struct repo_index 
 		pthread_join(threads[w], NULL);
 
 	free(threads);
+	free(b.done);
+	pthread_mutex_destroy(&b.lock);
 	universe_release(&universe);
 	report->workers = started + 1;
 	report->wall_milliseconds = now_ms() - start;

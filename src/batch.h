@@ -40,9 +40,19 @@ struct batch_report {
 	double wall_milliseconds;
 };
 
-/* Solve each target alone; returns one outcome per target, in order. */
+/*
+ * Called with each outcome in target order, as soon as it and all before it are done; the batch
+ * frees the outcome's solution and plan right after. Calls never overlap.
+ */
+typedef void (*outcome_consumer)(void *ctx, const struct outcome *o);
+
+/*
+ * Solve each target alone; returns one outcome per target, in order. With CONSUMER, outcomes are
+ * handed over as they complete and freed, which keeps memory flat and output streaming; the
+ * returned array then keeps only each outcome's status and time.
+ */
 struct outcome *batch_solve(const struct options *opts, const struct repo_index *idx, const struct target_list *targets,
-			    struct batch_report *report);
+			    outcome_consumer consumer, void *ctx, struct batch_report *report);
 void batch_release(struct outcome *outcomes, uint32_t count);
 /* One line on standard error: counts, wall time, per-solve median and maximum. */
 void batch_print_summary(const struct outcome *outcomes, uint32_t count, const struct batch_report *report);

@@ -42,7 +42,6 @@ void report_load_problems(const struct diag_list *diags, int verbosity)
 			field_warnings++;
 	}
 	if (field_warnings > 0)
-		fprintf(stderr,
-			"%s: %zu warnings about fields that were ignored; run 'obake check' or add -v to see them\n",
-			program_name, field_warnings);
+		fprintf(stderr, "%s: %zu %s about fields that were ignored; run 'obake check' or add -v to see them\n",
+			program_name, field_warnings, field_warnings == 1 ? "warning" : "warnings");
 }

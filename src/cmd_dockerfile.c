@@ -68,7 +68,7 @@ int command_dockerfile(int argc, char **argv)
 	char *context = realpath(opts.repositories[0], NULL);
 	if (context && targets_collect(&idx, &opts, &targets)) {
 		struct batch_report batch;
-		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, &batch);
+		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &batch);
 		struct dockerfile_report report;
 		status = dockerfile_write_all(&opts, &idx, context, outcomes, targets.count, &report) == 0 ? EXIT_OK
 													   : EXIT_USAGE;

@@ -48,6 +48,22 @@ int command_check(int argc, char **argv)
 
 static const char list_usage[] = "obake list [-r DIR]... [--all-versions] [--json] [--ocaml VERSION] [--os ...]";
 
+/* A JSON string for S; bytes that are not valid UTF-8 (in a path, say) become '?' rather than losing the entry. */
+static json_t *json_text(const char *s)
+{
+	json_t *j = json_string(s);
+
+	if (j)
+		return j;
+	char *copy = xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 /* One line or JSON object per package version. */
 static void emit_package(json_t *array, const struct package *p, bool available, const struct repo_index *idx)
 {
@@ -55,8 +71,8 @@ static void emit_package(json_t *array, const struct package *p, bool available,
 		printf("%s.%s\n", p->name, p->version);
 		return;
 	}
-	json_t *o = json_pack("{s:s, s:s, s:b, s:s}", "name", p->name, "version", p->version, "available", available,
-			      "repository", idx->repositories[p->repository]);
+	json_t *o = json_pack("{s:s, s:s, s:b, s:o}", "name", p->name, "version", p->version, "available", available,
+			      "repository", json_text(idx->repositories[p->repository]));
 	json_array_append_new(array, o);
 }
 

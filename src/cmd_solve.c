@@ -86,26 +86,31 @@ static void print_text(const struct outcome *o, const struct repo_index *idx)
 	}
 }
 
-static int report_outcomes(const struct options *opts, const struct repo_index *idx, const struct outcome *outcomes,
-			   uint32_t count)
-{
-	int status = EXIT_OK;
+/* Prints each outcome as the batch hands it over, in target order. */
+struct printer {
+	const struct options *opts;
+	const struct repo_index *idx;
+	bool batch_mode; /* JSON lines whenever the request is for many targets, however many it came to */
+	int status;
+};
 
-	for (uint32_t t = 0; t < count; t++) {
-		const struct outcome *o = &outcomes[t];
-		const struct package *p = &idx->packages[o->target];
-		char *name = xasprintf("%s.%s", p->name, p->version);
-		if (o->solved && !write_plan_files(opts, name, &o->plan))
-			status = EXIT_USAGE;
-		if (count > 1)
-			print_json_line(name, o, idx);
-		else
-			print_text(o, idx);
-		if (!o->solved && status == EXIT_OK)
-			status = EXIT_FINDINGS;
-		free(name);
-	}
-	return status;
+static void print_outcome(void *ctx, const struct outcome *o)
+{
+	struct printer *pr = ctx;
+	const struct package *p = &pr->idx->packages[o->target];
+	char *name = xasprintf("%s.%s", p->name, p->version);
+
+	if (o->solved && !write_plan_files(pr->opts, name, &o->plan))
+		pr->status = EXIT_USAGE;
+	if (pr->batch_mode)
+		print_json_line(name, o, pr->idx);
+	else
+		print_text(o, pr->idx);
+	/* Flushed per target so a reader sees results as they come. */
+	fflush(stdout);
+	if (!o->solved && pr->status == EXIT_OK)
+		pr->status = EXIT_FINDINGS;
+	free(name);
 }
 
 int command_solve(int argc, char **argv)
@@ -141,8 +146,11 @@ int command_solve(int argc, char **argv)
 			program_name, opts.ocaml_version);
 	if (targets_collect(&idx, &opts, &targets)) {
 		struct batch_report report;
-		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, &report);
-		status = report_outcomes(&opts, &idx, outcomes, targets.count);
+		struct printer printer = { &opts, &idx,
+					   targets.count > 1 || opts.all || opts.all_versions || opts.arg_count > 1,
+					   EXIT_OK };
+		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, print_outcome, &printer, &report);
+		status = printer.status;
 		if (targets.count > 1 && opts.verbosity >= 0)
 			batch_print_summary(outcomes, targets.count, &report);
 		batch_release(outcomes, targets.count);

@@ -1,4 +1,5 @@
 /* obake: build every package of an opam repository and report which ones build. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,18 @@ static void print_help(void)
 	       "cannot be read or a file that cannot be written.\n");
 }
 
+/* Output that could not be written (a full disk, a closed pipe) must not pass for success. */
+static int finish_output(int status)
+{
+	errno = 0;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: cannot write standard output: %s\n", program_name,
+			errno ? strerror(errno) : "write error");
+		return EXIT_USAGE;
+	}
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -66,9 +79,12 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 
-	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
+		if (strcmp(argv[1], commands[i].name) != 0)
+			continue;
+		int status = commands[i].run(argc - 1, argv + 1);
+		return finish_output(status);
+	}
 
 	fprintf(stderr, "%s: unknown command '%s'; run 'obake --help' for the list of commands\n", program_name,
 		argv[1]);

@@ -197,6 +197,9 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		const char *long_name = index >= 0 ? long_options[index].name : c == 'o' ? "output" : NULL;
 		if (long_name && !is_accepted(long_name, accepted))
 			usage_error(usage, "option '--%s' does not apply to this command", long_name);
+		/* `--ocaml --all` forgot the version: an option is no value, except for --var which has an '='. */
+		if (optarg && optarg[0] == '-' && optarg[1] == '-' && c != OPT_VAR)
+			usage_error(usage, "option '%s' needs a value, not the option '%s'", argv[optind - 2], optarg);
 		index = -1;
 
 		switch (c) {

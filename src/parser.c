@@ -86,7 +86,9 @@ static bool attach(struct parser *p, struct value *parent, const struct value *c
 	if (child->height >= parent->height)
 		parent->height = child->height + 1;
 	if (parent->height > PARSER_MAX_DEPTH) {
-		error_at(p, parent->pos, "values nested deeper than %d levels", PARSER_MAX_DEPTH);
+		error_at(p, parent->pos,
+			 "values nested deeper than %d levels (each '&' or '|' of a chain counts as one)",
+			 PARSER_MAX_DEPTH);
 		return false;
 	}
 	return true;

@@ -231,6 +231,7 @@ static void collect_selection(struct solver *s, struct solve_result *out)
 		out->packages[out->package_count++] = p;
 		s->selected_by_name[idx->packages[p].name_id] = p;
 	}
+	out->packages = xreallocarray(out->packages, out->package_count + 1, sizeof(uint32_t));
 	qsort_r(out->packages, out->package_count, sizeof(uint32_t), compare_package_strings, (void *)idx);
 
 	/* Step 2: each selected package's direct dependencies in the solution. */

@@ -155,9 +155,21 @@ void universe_encode_requirements(struct universe *u, uint32_t impl, uint32_t fi
 			continue;
 		}
 
-		bool any_fail = false;
-		for (uint32_t c = 0; c < role->cand_count && !any_fail; c++)
-			any_fail = !universe_impl_meets(u, u->candidates[role->cand_first + c], r);
+		bool any_fail = false, fails_itself = false;
+		for (uint32_t c = 0; c < role->cand_count; c++) {
+			uint32_t cand = u->candidates[role->cand_first + c];
+			if (!universe_impl_meets(u, cand, r)) {
+				any_fail = true;
+				fails_itself |= cand == impl;
+			}
+		}
+		/* A package that conflicts with itself can never be chosen, as in 0install. */
+		if (fails_itself) {
+			open_clause(s);
+			store_lit(s, 2 * impl + 1);
+			close_clause(s);
+			continue;
+		}
 		if (!any_fail)
 			continue;
 		open_amo(s);
