@@ -11,7 +11,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla -Werror=implicit-function-declaration
 ALL_CFLAGS = -std=gnu17 $(WARNINGS) -pthread -D_GNU_SOURCE $(CFLAGS)
-LIBS = -ljansson -lpthread
+LIBS = -ljansson -lcrypto -lcurl -lpthread
 
 BUILD ?= build
 SRC = $(sort $(wildcard src/*.c))

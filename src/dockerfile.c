@@ -27,7 +27,7 @@ static const char *const install_helper[] = {
 	"#!/bin/sh",
 	"# obake-install PACKAGE [DEPENDENCY...]: install PACKAGE with opam unless a dependency failed,",
 	"# then append SUCCESS, FAILED or SKIPPED with the package to the build log. Always exits 0.",
-	"log=" BUILD_LOG,
+	"log=/home/opam/build.log", /* BUILD_LOG */
 	"pkg=$1",
 	"shift",
 	"for dep in \"$@\"; do",
