@@ -13,15 +13,15 @@
 #include "package.h"
 
 struct fetch_stats {
-	unsigned cached;     /* already in the cache and verified */
+	unsigned cached; /* already in the cache and verified */
 	unsigned downloaded;
-	unsigned failed;     /* could not be downloaded or did not match its checksums */
+	unsigned failed;      /* could not be downloaded or did not match its checksums */
 	unsigned no_checksum; /* downloaded but without a checksum to verify: kept under its sha256 */
 };
 
 /* One source to fetch: where from, and the checksums it must have ("sha256=HEX" ...). */
 struct fetch_item {
-	const char *package;     /* "name.version", for messages */
+	const char *package; /* "name.version", for messages */
 	const struct package_source *source;
 };
 

@@ -19,12 +19,12 @@
 #define OVERLAY_MAX_LOWER 500
 
 struct overlay {
-	char *merged;      /* mount point of the assembled tree */
-	char *upper;       /* where writes land: the new layer's files */
-	char *work;        /* overlayfs work directory (same file system as upper) */
-	char *scratch;     /* directory owning merged, upper, work and any merged lower layers */
+	char *merged;  /* mount point of the assembled tree */
+	char *upper;   /* where writes land: the new layer's files */
+	char *work;    /* overlayfs work directory (same file system as upper) */
+	char *scratch; /* directory owning merged, upper, work and any merged lower layers */
 	bool mounted;
-	bool used_new_api; /* lowerdir+ was used */
+	bool used_new_api;      /* lowerdir+ was used */
 	unsigned merged_lowers; /* lower layers merged by copying because of the 500 limit */
 };
 

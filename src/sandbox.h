@@ -12,33 +12,33 @@
 #include <sys/types.h>
 
 struct sandbox_mount {
-	const char *source;       /* host path */
-	const char *destination;  /* path inside the container */
+	const char *source;      /* host path */
+	const char *destination; /* path inside the container */
 	bool read_only;
 };
 
 struct sandbox_spec {
-	const char *runtime;       /* "runc" (default when NULL) or "crun", looked up in PATH */
-	const char *rootfs;        /* the assembled root file system (an overlay mount) */
-	const char *const *argv;   /* command to run, NULL-terminated */
-	const char *const *env;    /* "NAME=value" strings, NULL-terminated */
-	const char *cwd;           /* working directory inside the container */
-	uid_t uid;                 /* 1000 for builds */
+	const char *runtime;     /* "runc" (default when NULL) or "crun", looked up in PATH */
+	const char *rootfs;      /* the assembled root file system (an overlay mount) */
+	const char *const *argv; /* command to run, NULL-terminated */
+	const char *const *env;  /* "NAME=value" strings, NULL-terminated */
+	const char *cwd;         /* working directory inside the container */
+	uid_t uid;               /* 1000 for builds */
 	gid_t gid;
 	const struct sandbox_mount *mounts; /* extra bind mounts, in order */
 	size_t mount_count;
-	unsigned timeout_seconds;  /* 0: no limit */
+	unsigned timeout_seconds;        /* 0: no limit */
 	unsigned long long memory_bytes; /* 0: no limit */
-	const char *log_path;      /* stdout and stderr of the command are appended here */
+	const char *log_path;            /* stdout and stderr of the command are appended here */
 	const char *hostname;
 };
 
 struct sandbox_result {
-	int exit_code;     /* the command's exit status, or -1 */
-	bool timed_out;    /* killed because the time limit passed */
-	bool killed;       /* killed by a signal (SIGKILL from the memory limit, say) */
+	int exit_code;  /* the command's exit status, or -1 */
+	bool timed_out; /* killed because the time limit passed */
+	bool killed;    /* killed by a signal (SIGKILL from the memory limit, say) */
 	int signal;
-	double seconds;    /* wall time */
+	double seconds; /* wall time */
 };
 
 /*

@@ -16,20 +16,20 @@
 #define LAYER_KEY_SIZE 65
 
 struct store {
-	char *root;      /* STORE */
-	char *dir;       /* STORE/<platform> */
+	char *root; /* STORE */
+	char *dir;  /* STORE/<platform> */
 };
 
 enum layer_status { LAYER_MISSING, LAYER_SUCCESS, LAYER_FAILURE };
 
 struct layer_info {
 	enum layer_status status;
-	char *package;        /* "name.version" */
+	char *package; /* "name.version" */
 	int exit_code;
-	char **dependencies;  /* keys of the dependency layers */
+	char **dependencies; /* keys of the dependency layers */
 	size_t dependency_count;
 	double build_seconds;
-	char *created;        /* RFC 3339 time */
+	char *created; /* RFC 3339 time */
 };
 
 /* Open (creating) the store at ROOT for PLATFORM ("debian-12-x86_64"); removes leftovers of killed runs. */
@@ -66,7 +66,7 @@ void store_abandon(const struct store *s, const char *tmp_dir, int lock_fd);
 int store_remove_layer(const struct store *s, const char *key, char **error);
 
 struct prune_options {
-	double older_than_days;   /* remove layers not used for this long (0: no age limit) */
+	double older_than_days;       /* remove layers not used for this long (0: no age limit) */
 	unsigned long long max_bytes; /* then remove the least recently used until the store fits (0: no size limit) */
 	bool dry_run;
 };
