@@ -13,5 +13,9 @@ int command_check(int argc, char **argv);
 int command_list(int argc, char **argv);
 int command_solve(int argc, char **argv);
 int command_dockerfile(int argc, char **argv);
+int command_build(int argc, char **argv);
+int command_base(int argc, char **argv);
+int command_fetch(int argc, char **argv);
+int command_prune(int argc, char **argv);
 
 #endif

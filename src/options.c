@@ -35,6 +35,19 @@ enum {
 	OPT_MAX_FILE_SIZE,
 	OPT_BATCH_SIZE,
 	OPT_NO_GROUP,
+	OPT_STORE,
+	OPT_TIMEOUT,
+	OPT_MEMORY,
+	OPT_RUNTIME,
+	OPT_DRY_RUN,
+	OPT_RETRY_FAILED,
+	OPT_SUITE,
+	OPT_MIRROR,
+	OPT_EXTRA_PACKAGES,
+	OPT_BASE_TAR,
+	OPT_ARCHIVE_MIRROR,
+	OPT_OLDER_THAN,
+	OPT_MAX_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -67,6 +80,19 @@ static const struct option long_options[] = {
 	{ "max-file-size", required_argument, NULL, OPT_MAX_FILE_SIZE },
 	{ "batch-size", required_argument, NULL, OPT_BATCH_SIZE },
 	{ "no-group", no_argument, NULL, OPT_NO_GROUP },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "runtime", required_argument, NULL, OPT_RUNTIME },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "retry-failed", no_argument, NULL, OPT_RETRY_FAILED },
+	{ "suite", required_argument, NULL, OPT_SUITE },
+	{ "mirror", required_argument, NULL, OPT_MIRROR },
+	{ "extra-packages", required_argument, NULL, OPT_EXTRA_PACKAGES },
+	{ "base-tar", required_argument, NULL, OPT_BASE_TAR },
+	{ "archive-mirror", required_argument, NULL, OPT_ARCHIVE_MIRROR },
+	{ "older-than", required_argument, NULL, OPT_OLDER_THAN },
+	{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -135,6 +161,41 @@ static unsigned long parse_count(const char *usage, const char *option, const ch
 	return n;
 }
 
+/* A size in bytes, with an optional K, M, G or T suffix (powers of 1024). */
+static unsigned long long parse_size(const char *usage, const char *option, const char *text)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	unsigned shift = 0;
+
+	switch (*end) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	}
+	if (errno || end == text || *end || text[0] == '-' || n == 0 || n > (~0ULL >> shift))
+		usage_error(usage, "invalid %s value '%s': expected a size such as 512M or 4G", option, text);
+	return n << shift;
+}
+
 static bool is_accepted(const char *name, const char *const *accepted)
 {
 	static const char *const common[] = {
@@ -189,6 +250,9 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 	opts->max_layers = 100;
 	opts->max_file_size = 1UL << 20;
 	opts->batch_size = 100;
+	opts->runtime = "runc";
+	opts->timeout_seconds = 3600;
+	opts->memory_bytes = 8ULL << 30;
 
 	optind = 1;
 	opterr = 0;
@@ -269,6 +333,31 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 			opts->batch_size = (unsigned)parse_count(usage, "--batch-size", optarg, 1, 100000);
 			break;
 		case OPT_NO_GROUP: opts->no_group = true; break;
+		case OPT_STORE: opts->store_dir = optarg; break;
+		case OPT_TIMEOUT:
+			opts->timeout_seconds = (unsigned)parse_count(usage, "--timeout", optarg, 1, 7 * 24 * 3600);
+			break;
+		case OPT_MEMORY: opts->memory_bytes = parse_size(usage, "--memory", optarg); break;
+		case OPT_RUNTIME:
+			if (strcmp(optarg, "runc") != 0 && strcmp(optarg, "crun") != 0)
+				usage_error(usage, "invalid --runtime '%s': expected runc or crun", optarg);
+			opts->runtime = optarg;
+			break;
+		case OPT_DRY_RUN: opts->dry_run = true; break;
+		case OPT_RETRY_FAILED: opts->retry_failed = true; break;
+		case OPT_SUITE: opts->suite = optarg; break;
+		case OPT_MIRROR: opts->mirror = optarg; break;
+		case OPT_EXTRA_PACKAGES: opts->extra_packages = optarg; break;
+		case OPT_BASE_TAR: opts->base_tar = optarg; break;
+		case OPT_ARCHIVE_MIRROR:
+			opts->archive_mirrors = xreallocarray(opts->archive_mirrors, opts->archive_mirror_count + 1,
+							      sizeof(char *));
+			opts->archive_mirrors[opts->archive_mirror_count++] = xstrdup(optarg);
+			break;
+		case OPT_OLDER_THAN:
+			opts->older_than_days = (double)parse_count(usage, "--older-than", optarg, 0, 100000);
+			break;
+		case OPT_MAX_SIZE: opts->max_size = parse_size(usage, "--max-size", optarg); break;
 		case ':': usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
 		default: usage_error(usage, "unknown option '%s'", argv[optind - 1]);
 		}
@@ -292,6 +381,9 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 
 void options_release(struct options *opts)
 {
+	for (unsigned i = 0; i < opts->archive_mirror_count; i++)
+		free(opts->archive_mirrors[i]);
+	free(opts->archive_mirrors);
 	for (unsigned i = 0; i < opts->repository_count; i++)
 		free(opts->repositories[i]);
 	free(opts->repositories);

@@ -17,20 +17,34 @@ struct options {
 	int verbosity;             /* -q: -1, default 0, -v: 1 */
 	bool json;
 	bool all_versions;
-	bool all;                    /* --all: every package */
-	bool with_test;              /* --with-test: test dependencies of the targets */
-	bool with_doc;               /* --with-doc: documentation dependencies of the targets */
-	bool write_deps;             /* --deps: <target>-deps.json */
-	bool write_list;             /* --list: <target>-list.json */
-	bool write_dot;              /* --dot: <target>.dot */
-	const char *output_dir;      /* -o: where files go (default .) */
-	const char *base_image;      /* --base-image: first FROM of generated Dockerfiles */
-	const char *opam_source;     /* --opam-source: "distribution" or "release" */
-	const char *opam_url;        /* --opam-url: release binary to download with --opam-source release */
-	unsigned max_layers;         /* --max-layers: image depth limit for generated Dockerfiles */
-	unsigned long max_file_size; /* --max-file-size: bytes per generated file */
-	unsigned batch_size;         /* --batch-size: targets per bake group */
-	bool no_group;               /* --no-group: one RUN step per package, whatever the depth */
+	bool all;                        /* --all: every package */
+	bool with_test;                  /* --with-test: test dependencies of the targets */
+	bool with_doc;                   /* --with-doc: documentation dependencies of the targets */
+	bool write_deps;                 /* --deps: <target>-deps.json */
+	bool write_list;                 /* --list: <target>-list.json */
+	bool write_dot;                  /* --dot: <target>.dot */
+	const char *output_dir;          /* -o: where files go (default .) */
+	const char *base_image;          /* --base-image: first FROM of generated Dockerfiles */
+	const char *opam_source;         /* --opam-source: "distribution" or "release" */
+	const char *opam_url;            /* --opam-url: release binary to download with --opam-source release */
+	unsigned max_layers;             /* --max-layers: image depth limit for generated Dockerfiles */
+	unsigned long max_file_size;     /* --max-file-size: bytes per generated file */
+	unsigned batch_size;             /* --batch-size: targets per bake group */
+	bool no_group;                   /* --no-group: one RUN step per package, whatever the depth */
+	const char *store_dir;           /* --store: layer store and caches (default $OBAKE_STORE or ./obake-store) */
+	unsigned timeout_seconds;        /* --timeout: per build */
+	unsigned long long memory_bytes; /* --memory: per build */
+	const char *runtime;             /* --runtime: runc or crun */
+	bool dry_run;                    /* --dry-run: solve and report which layers exist */
+	bool retry_failed;               /* --retry-failed: rebuild layers recorded as failed */
+	const char *suite;               /* --suite: Debian release for the base */
+	const char *mirror;              /* --mirror: Debian mirror for the base */
+	const char *extra_packages;      /* --extra-packages: comma-separated Debian packages for the base */
+	const char *base_tar;            /* --base-tar: root file system tarball to import instead */
+	char **archive_mirrors;          /* --archive-mirror, repeatable */
+	unsigned archive_mirror_count;
+	double older_than_days;      /* prune --older-than */
+	unsigned long long max_size; /* prune --max-size */
 	char **args;                 /* operands after the options */
 	int arg_count;
 };

@@ -53,16 +53,22 @@ int store_read_layer(const struct store *s, const char *key, struct layer_info *
 void layer_info_release(struct layer_info *info);
 
 /*
- * Take the lock of KEY (blocking while another process builds it) and return a new temporary
- * directory inside the store where the build writes fs/ and build.log. Returns the lock's fd.
+ * Take the lock of KEY (blocking while another process builds it) and return a new, empty temporary
+ * directory inside the store where the build writes fs/ and build.log. Returns the lock's fd, or -1
+ * with ERROR set. Another process may have published KEY meanwhile: the caller must read the layer
+ * again and, if it is there, call store_abandon instead of building.
  */
 int store_begin(const struct store *s, const char *key, char **tmp_dir, char **error);
-/* Write layer.json into TMP_DIR, rename TMP_DIR to the layer's path, and release LOCK_FD. */
+/*
+ * Write layer.json into TMP_DIR, rename TMP_DIR to the layer's path, and release LOCK_FD. If another
+ * process published KEY first, TMP_DIR is dropped and 0 returned. On error, TMP_DIR is removed and
+ * LOCK_FD released as well.
+ */
 int store_publish(const struct store *s, const char *key, const char *tmp_dir, const struct layer_info *info,
 		  int lock_fd, char **error);
 /* Drop TMP_DIR and release LOCK_FD (a build that was interrupted). */
 void store_abandon(const struct store *s, const char *tmp_dir, int lock_fd);
-/* Remove KEY's published layer (to rebuild a failed one with --retry-failed). */
+/* Remove KEY's published layer (to rebuild a failed one with --retry-failed); a missing layer is no error. */
 int store_remove_layer(const struct store *s, const char *key, char **error);
 
 struct prune_options {

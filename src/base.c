@@ -1,0 +1,285 @@
+#include "base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Run ARGV and wait; stdout and stderr go to LOG when given. Returns the exit status, or -1. */
+static int run_command(char *const *argv, const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (log) {
+			int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+			}
+		}
+		int null = open("/dev/null", O_RDONLY);
+		if (null >= 0)
+			dup2(null, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The host's Debian release, from /etc/os-release, so the base matches the host by default. */
+static char *host_suite(void)
+{
+	char *text;
+	size_t len;
+
+	if (read_file("/etc/os-release", &text, &len) == 0) {
+		char *line = strstr(text, "VERSION_CODENAME=");
+		if (line) {
+			line += strlen("VERSION_CODENAME=");
+			char *suite = xstrndup(line, strcspn(line, "\n\""));
+			free(text);
+			if (*suite)
+				return suite;
+			free(suite);
+		} else {
+			free(text);
+		}
+	}
+	return xstrdup("bookworm");
+}
+
+/* The host's Debian mirror: the first http(s) URL of its apt sources. */
+static char *host_mirror(void)
+{
+	static const char *const files[] = { "/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources" };
+
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		char *text;
+		size_t len;
+		if (read_file(files[i], &text, &len) != 0)
+			continue;
+		for (char *s = strstr(text, "http"); s; s = strstr(s + 1, "http")) {
+			size_t n = strcspn(s, " \t\n");
+			/* Security updates live elsewhere; the base needs the main archive. */
+			if (!memmem(s, n, "security", 8)) {
+				char *url = xstrndup(s, n);
+				free(text);
+				return url;
+			}
+		}
+		free(text);
+	}
+	return xstrdup("http://deb.debian.org/debian");
+}
+
+static int sha256_file(const char *path, char out[65])
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		EVP_DigestUpdate(ctx, buf, n);
+	unsigned char digest[32];
+	EVP_DigestFinal_ex(ctx, digest, NULL);
+	EVP_MD_CTX_free(ctx);
+	fclose(f);
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", digest[i]);
+	return 0;
+}
+
+static void sha256_string(const char *s, char out[65])
+{
+	unsigned char digest[32];
+	unsigned int len = 0;
+
+	EVP_Digest(s, strlen(s), digest, &len, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", digest[i]);
+}
+
+/* What identifies a base: how it is made. Changing any of it makes another base (and other layers). */
+static char *base_inputs(const struct options *opts, char **error)
+{
+	if (opts->base_tar) {
+		char digest[65];
+		if (sha256_file(opts->base_tar, digest) != 0) {
+			*error = xasprintf("cannot read base tarball %s: %s", opts->base_tar, strerror(errno));
+			return NULL;
+		}
+		return xasprintf("obake-base-1\ntar\n%s\n", digest);
+	}
+	char *suite = opts->suite ? xstrdup(opts->suite) : host_suite();
+	char *mirror = opts->mirror ? xstrdup(opts->mirror) : host_mirror();
+	char *inputs = xasprintf("obake-base-1\ndebootstrap\n%s\n%s\n%s,%s\n", suite, mirror, BASE_PACKAGES,
+				 opts->extra_packages ? opts->extra_packages : "");
+	free(suite);
+	free(mirror);
+	return inputs;
+}
+
+/* Commands run inside the new root as root, then as opam: the user, then opam's root and empty switch. */
+static const char setup_script[] =
+	"set -e\n"
+	"id -u opam >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash opam\n"
+	"mkdir -p /home/opam/obake-repository/packages\n"
+	"echo 'opam-version: \"2.0\"' >/home/opam/obake-repository/repo\n"
+	"chown -R opam:opam /home/opam\n"
+	"cd /home/opam\n"
+	"chroot --userspec=opam:opam --skip-chdir / env HOME=/home/opam USER=opam "
+	"sh -c 'opam init --bare --disable-sandboxing --no-setup -y default /home/opam/obake-repository && "
+	"opam switch create default --empty -y'\n"
+	"apt-get clean >/dev/null 2>&1 || true\n"
+	"rm -rf /var/lib/apt/lists/*\n";
+
+/* Run the setup inside ROOTFS with /proc and /dev available, then unmount them. */
+static int setup_rootfs(const char *rootfs, const char *log, char **error)
+{
+	char *proc = xasprintf("%s/proc", rootfs), *dev = xasprintf("%s/dev", rootfs);
+	char *script = xasprintf("%s/tmp/obake-setup.sh", rootfs);
+	int status = -1;
+
+	mkdir(proc, 0555);
+	mkdir(dev, 0755);
+	FILE *f = fopen(script, "w");
+	if (!f) {
+		*error = xasprintf("cannot write %s: %s", script, strerror(errno));
+		goto out;
+	}
+	fputs(setup_script, f);
+	fclose(f);
+	if (mount("proc", proc, "proc", 0, NULL) != 0 || mount("/dev", dev, NULL, MS_BIND | MS_REC, NULL) != 0) {
+		*error = xasprintf("cannot mount /proc and /dev into %s: %s", rootfs, strerror(errno));
+		umount2(proc, MNT_DETACH);
+		goto out;
+	}
+	char *argv[] = { "chroot", (char *)rootfs, "/bin/sh", "/tmp/obake-setup.sh", NULL };
+	status = run_command(argv, log);
+	umount2(dev, MNT_DETACH);
+	umount2(proc, MNT_DETACH);
+	unlink(script);
+	if (status != 0)
+		*error = xasprintf("setting up opam in the base failed (exit status %d); see %s", status, log);
+out:
+	free(proc);
+	free(dev);
+	free(script);
+	return status == 0 ? 0 : -1;
+}
+
+static int create_base(const struct options *opts, const char *tmp, const char *rootfs, char **error)
+{
+	char *log = xasprintf("%s/base.log", tmp);
+	int status;
+
+	mkdir(rootfs, 0755);
+	if (opts->base_tar) {
+		char *argv[] = { "tar", "-xpf", (char *)opts->base_tar, "-C", (char *)rootfs, NULL };
+		status = run_command(argv, log);
+		if (status != 0)
+			*error = xasprintf("cannot extract %s (exit status %d); see %s", opts->base_tar, status, log);
+	} else {
+		char *suite = opts->suite ? xstrdup(opts->suite) : host_suite();
+		char *mirror = opts->mirror ? xstrdup(opts->mirror) : host_mirror();
+		char *include = xasprintf("--include=%s%s%s", BASE_PACKAGES, opts->extra_packages ? "," : "",
+					  opts->extra_packages ? opts->extra_packages : "");
+		char *argv[] = { "debootstrap", "--variant=minbase", include, suite, (char *)rootfs, mirror, NULL };
+		fprintf(stderr, "%s: creating the base with debootstrap %s from %s (a few minutes)\n", program_name,
+			suite, mirror);
+		status = run_command(argv, log);
+		if (status != 0)
+			*error = xasprintf("debootstrap %s from %s failed (exit status %d); see %s", suite, mirror,
+					   status, log);
+		free(suite);
+		free(mirror);
+		free(include);
+	}
+	if (status == 0 && setup_rootfs(rootfs, log, error) != 0)
+		status = -1;
+	free(log);
+	return status == 0 ? 0 : -1;
+}
+
+int base_ensure(const struct options *opts, const char *store_root, bool create, struct base *out, char **error)
+{
+	char *inputs = base_inputs(opts, error);
+	char id[65];
+
+	memset(out, 0, sizeof(*out));
+	if (!inputs)
+		return -1;
+	sha256_string(inputs, id);
+	out->id = xstrdup(id);
+	out->dir = xasprintf("%s/bases/%s", store_root, id);
+	out->rootfs = xasprintf("%s/rootfs", out->dir);
+
+	struct stat st;
+	if (stat(out->rootfs, &st) == 0) {
+		free(inputs);
+		return 0;
+	}
+	if (!create) {
+		*error = xasprintf("no base %s in %s: run 'obake base' with the same options first", id, store_root);
+		free(inputs);
+		return -1;
+	}
+
+	/* Made aside and renamed into place, so an interrupted creation never looks finished. */
+	char *bases = xasprintf("%s/bases", store_root);
+	char *tmp = xasprintf("%s/tmp-%s-%ld", bases, id, (long)getpid());
+	char *tmp_rootfs = xasprintf("%s/rootfs", tmp);
+	int status = -1;
+	if ((mkdir(store_root, 0755) != 0 && errno != EEXIST) || (mkdir(bases, 0755) != 0 && errno != EEXIST) ||
+	    mkdir(tmp, 0755) != 0) {
+		*error = xasprintf("cannot create %s: %s", tmp, strerror(errno));
+	} else if (create_base(opts, tmp, tmp_rootfs, error) == 0) {
+		char *json = xasprintf("%s/base.json", tmp);
+		FILE *f = fopen(json, "w");
+		if (f) {
+			fprintf(f, "{\"id\": \"%s\"}\n", id);
+			fclose(f);
+		}
+		free(json);
+		if (rename(tmp, out->dir) == 0 || errno == ENOTEMPTY || errno == EEXIST)
+			status = 0;
+		else
+			*error = xasprintf("cannot rename %s to %s: %s", tmp, out->dir, strerror(errno));
+	}
+	if (status != 0 || access(tmp, F_OK) == 0) {
+		char *argv[] = { "rm", "-rf", tmp, NULL };
+		run_command(argv, NULL);
+	}
+	free(bases);
+	free(tmp);
+	free(tmp_rootfs);
+	free(inputs);
+	return status;
+}
+
+void base_release(struct base *b)
+{
+	free(b->id);
+	free(b->dir);
+	free(b->rootfs);
+	memset(b, 0, sizeof(*b));
+}

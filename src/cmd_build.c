@@ -1,0 +1,369 @@
+/* `obake build`, `obake base`, `obake fetch` and `obake prune`: the native build engine's commands. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "batch.h"
+#include "build.h"
+#include "cmd_common.h"
+#include "commands.h"
+#include "fetch.h"
+#include "store.h"
+#include "util.h"
+
+static const char build_usage[] =
+	"obake build [-r DIR] [--store DIR] [-o DIR] [-j N] [--ocaml VERSION] [--all] [--dry-run] [--retry-failed]\n"
+	"                   [--timeout SECONDS] [--memory SIZE] [--runtime runc|crun] [--archive-mirror DIR|URL]...\n"
+	"                   [base options] TARGET...";
+
+static const char *const build_options[] = { "all",     "all-versions",   "with-test",    "with-doc",
+					     "output",  "store",          "timeout",      "memory",
+					     "runtime", "dry-run",        "retry-failed", "suite",
+					     "mirror",  "extra-packages", "base-tar",     "archive-mirror",
+					     NULL };
+
+/* The store's root: --store, $OBAKE_STORE, or ~/.cache/obake. */
+static char *store_root(const struct options *opts)
+{
+	if (opts->store_dir)
+		return xstrdup(opts->store_dir);
+	const char *env = getenv("OBAKE_STORE");
+	if (env && *env)
+		return xstrdup(env);
+	const char *home = getenv("HOME");
+	return xasprintf("%s/.cache/obake", home && *home ? home : ".");
+}
+
+/* The store's platform directory name: <os-distribution>-<os-version>-<arch>. */
+static char *platform_name(const struct options *opts)
+{
+	struct fvalue d, v, a;
+	const char *distribution = variables_get(&opts->globals, "os-distribution", &d) && d.string ? d.string
+												    : "unknown";
+	const char *version = variables_get(&opts->globals, "os-version", &v) && v.string ? v.string : "unknown";
+	const char *arch = variables_get(&opts->globals, "arch", &a) && a.string ? a.string : "unknown";
+	return xasprintf("%s-%s-%s", distribution, version, arch);
+}
+
+/* Every source the solved targets' packages download, once each. */
+static struct fetch_item *collect_sources(const struct repo_index *idx, const struct outcome *outcomes, uint32_t count,
+					  size_t *item_count, char ***names)
+{
+	uint8_t *seen = xcalloc(idx->package_count + 1, 1);
+	struct fetch_item *items = NULL;
+	size_t n = 0;
+
+	*names = NULL;
+	for (uint32_t t = 0; t < count; t++) {
+		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
+			uint32_t p = outcomes[t].plan.order[i];
+			if (seen[p])
+				continue;
+			seen[p] = 1;
+			const struct package *pkg = &idx->packages[p];
+			uint32_t sources = (pkg->url ? 1 : 0) + pkg->extra_source_count;
+			for (uint32_t s = 0; s < sources; s++) {
+				items = xreallocarray(items, n + 1, sizeof(*items));
+				*names = xreallocarray(*names, n + 1, sizeof(char *));
+				(*names)[n] = xasprintf("%s.%s", pkg->name, pkg->version);
+				items[n].package = (*names)[n];
+				items[n].source = pkg->url && s == 0 ? pkg->url
+								     : &pkg->extra_sources[s - (pkg->url ? 1 : 0)];
+				n++;
+			}
+		}
+	}
+	free(seen);
+	*item_count = n;
+	return items;
+}
+
+static unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
+			      const struct outcome *outcomes, uint32_t count)
+{
+	char **names;
+	size_t n;
+	struct fetch_item *items = collect_sources(idx, outcomes, count, &n, &names);
+	struct fetch_stats stats = { 0 };
+	unsigned failed = fetch_all(cache_dir, items, n, opts->archive_mirrors, opts->archive_mirror_count,
+				    opts->jobs ? opts->jobs : 4, &stats);
+
+	if (opts->verbosity >= 0)
+		fprintf(stderr, "%s: sources: %u cached, %u downloaded, %u failed, %u without a checksum\n",
+			program_name, stats.cached, stats.downloaded, stats.failed, stats.no_checksum);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(items);
+	return failed;
+}
+
+/* The commit of the first repository when it is a git checkout, for the results. */
+static char *repository_commit(const char *repo)
+{
+	char *command = xasprintf("git -C '%s' rev-parse HEAD 2>/dev/null", repo);
+	FILE *p = popen(command, "r");
+	char line[128] = "";
+
+	free(command);
+	if (!p)
+		return NULL;
+	if (!fgets(line, sizeof(line), p))
+		line[0] = '\0';
+	pclose(p);
+	line[strcspn(line, "\n")] = '\0';
+	return line[0] ? xstrdup(line) : NULL;
+}
+
+static int write_results(const struct options *opts, const struct repo_index *idx, const struct outcome *outcomes,
+			 const struct target_result *results, uint32_t count, const struct build_counts *counts)
+{
+	const char *dir = opts->output_dir ? opts->output_dir : ".";
+	char *commit = repository_commit(opts->repositories[0]);
+	json_t *targets = json_array();
+	struct strbuf md = { 0 };
+	unsigned by_status[5] = { 0 };
+
+	for (uint32_t t = 0; t < count; t++) {
+		const struct package *p = &idx->packages[outcomes[t].target];
+		const struct target_result *r = &results[t];
+		char *name = xasprintf("%s.%s", p->name, p->version);
+		json_t *o = json_pack("{s:s, s:s}", "package", name, "status", target_status_name(r->status));
+		by_status[r->status]++;
+		if (r->status != TARGET_NO_SOLUTION) {
+			json_object_set_new(o, "layer", json_string(r->key));
+			json_object_set_new(o, "log", json_string(r->log));
+			json_t *solution = json_array();
+			for (uint32_t i = 0; i < outcomes[t].plan.count; i++) {
+				const struct package *q = &idx->packages[outcomes[t].plan.order[i]];
+				json_array_append_new(solution, json_sprintf("%s.%s", q->name, q->version));
+			}
+			json_object_set_new(o, "solution", solution);
+		} else {
+			json_object_set_new(o, "diagnostics",
+					    json_string(outcomes[t].diagnostics ? outcomes[t].diagnostics : ""));
+		}
+		if (r->failed_dependency)
+			json_object_set_new(o, "failed_dependency", json_string(r->failed_dependency));
+		json_array_append_new(targets, o);
+		free(name);
+	}
+
+	json_t *root = json_pack("{s:s?, s:s, s:o}", "repository_commit", commit, "ocaml", opts->ocaml_version,
+				 "targets", targets);
+	char *path = xasprintf("%s/results.json", dir);
+	int status = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (status != 0)
+		fprintf(stderr, "%s: cannot write %s\n", program_name, path);
+	json_decref(root);
+
+	strbuf_addf(&md, "# obake build results\n\nRepository %s%s%s, OCaml %s.\n\n", opts->repositories[0],
+		    commit ? " at commit " : "", commit ? commit : "", opts->ocaml_version);
+	strbuf_addf(&md, "| status | targets |\n| --- | --- |\n");
+	for (int s = 0; s < 5; s++)
+		strbuf_addf(&md, "| %s | %u |\n", target_status_name((enum target_status)s), by_status[s]);
+	strbuf_addf(&md,
+		    "\nLayers: %u built, %u from the store, %u failed, %u not built because a dependency failed.\n",
+		    counts->built, counts->cached, counts->failed, counts->dependency_failed);
+	for (int s = TARGET_FAILURE; s <= TARGET_DEPENDENCY_FAILED; s++) {
+		strbuf_addf(&md, "\n## %s\n\n", target_status_name((enum target_status)s));
+		for (uint32_t t = 0; t < count; t++) {
+			if (results[t].status != (enum target_status)s)
+				continue;
+			const struct package *p = &idx->packages[outcomes[t].target];
+			strbuf_addf(&md, "- %s.%s", p->name, p->version);
+			if (results[t].failed_dependency)
+				strbuf_addf(&md, " (because %s failed)", results[t].failed_dependency);
+			strbuf_addf(&md, ": `%s`\n", results[t].log);
+		}
+	}
+	char *md_path = xasprintf("%s/results.md", dir);
+	FILE *f = fopen(md_path, "w");
+	if (!f || fputs(strbuf_str(&md), f) < 0 || fclose(f) != 0) {
+		fprintf(stderr, "%s: cannot write %s: %s\n", program_name, md_path, strerror(errno));
+		status = -1;
+	}
+	free(md_path);
+	free(path);
+	free(commit);
+	strbuf_release(&md);
+	return status;
+}
+
+int command_build(int argc, char **argv)
+{
+	struct options opts;
+	struct repo_index idx;
+	struct diag_list diags = { 0 };
+	struct target_list targets = { 0 };
+	int status = EXIT_USAGE;
+
+	options_parse(&opts, argc, argv, build_options, build_usage);
+	if (opts.arg_count == 0 && !opts.all) {
+		fprintf(stderr, "%s: build needs a target, or --all\nusage: %s\n", program_name, build_usage);
+		options_release(&opts);
+		return EXIT_USAGE;
+	}
+	if (load_repositories(&idx, &opts, &diags) < 0)
+		goto out;
+	report_load_problems(&diags, opts.verbosity);
+	if (!targets_collect(&idx, &opts, &targets))
+		goto release;
+
+	char *root = store_root(&opts), *platform = platform_name(&opts), *error = NULL;
+	char *cache_dir = xasprintf("%s/sources", root);
+	struct store store = { 0 };
+	struct base base = { 0 };
+	struct batch_report report;
+	struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
+	if (store_open(&store, root, platform, &error) != 0 ||
+	    base_ensure(&opts, root, !opts.dry_run, &base, &error) != 0) {
+		fprintf(stderr, "%s: %s\n", program_name, error);
+		free(error);
+	} else if (!opts.dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
+		fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
+	} else {
+		/* A source that cannot be fetched fails the build that needs it, whose log says why; the rest go on. */
+		if (!opts.dry_run)
+			fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count);
+		struct target_result *results = xcalloc(targets.count + 1, sizeof(*results));
+		struct build_counts counts;
+		int run = build_run(&opts, &idx, &store, &base, cache_dir, outcomes, targets.count, results, &counts);
+		status = write_results(&opts, &idx, outcomes, results, targets.count, &counts) == 0 && run == 0
+				 ? EXIT_OK
+				 : EXIT_USAGE;
+		unsigned bad = 0;
+		for (uint32_t t = 0; t < targets.count; t++) {
+			bad += results[t].status != TARGET_SUCCESS;
+			free(results[t].log);
+			free(results[t].failed_dependency);
+		}
+		if (status == EXIT_OK && bad > 0)
+			status = EXIT_FINDINGS;
+		if (opts.verbosity >= 0)
+			fprintf(stderr,
+				"%s: %u targets; layers: %u built, %u cached, %u failed, %u dependency failed%s\n",
+				program_name, targets.count, counts.built, counts.cached, counts.failed,
+				counts.dependency_failed, opts.dry_run ? " (dry run: nothing built)" : "");
+		free(results);
+	}
+	batch_release(outcomes, targets.count);
+	base_release(&base);
+	store_close(&store);
+	free(cache_dir);
+	free(root);
+	free(platform);
+release:
+	repo_index_release(&idx);
+out:
+	target_list_release(&targets);
+	diag_list_release(&diags);
+	options_release(&opts);
+	return status;
+}
+
+static const char base_usage[] = "obake base [--store DIR] [--suite SUITE] [--mirror URL] [--extra-packages A,B] "
+				 "[--base-tar FILE]";
+
+int command_base(int argc, char **argv)
+{
+	static const char *const accepted[] = { "store", "suite", "mirror", "extra-packages", "base-tar", NULL };
+	struct options opts;
+	struct base base;
+	char *error = NULL;
+
+	options_parse(&opts, argc, argv, accepted, base_usage);
+	char *root = store_root(&opts);
+	int status = base_ensure(&opts, root, true, &base, &error);
+	if (status == 0)
+		printf("%s\n", base.rootfs);
+	else
+		fprintf(stderr, "%s: %s\n", program_name, error);
+	free(error);
+	base_release(&base);
+	free(root);
+	options_release(&opts);
+	return status == 0 ? EXIT_OK : EXIT_USAGE;
+}
+
+static const char fetch_usage[] = "obake fetch [-r DIR] [--store DIR] [--archive-mirror DIR|URL]... [--all] TARGET...";
+
+int command_fetch(int argc, char **argv)
+{
+	static const char *const accepted[] = { "all",   "all-versions",   "with-test", "with-doc",
+						"store", "archive-mirror", NULL };
+	struct options opts;
+	struct repo_index idx;
+	struct diag_list diags = { 0 };
+	struct target_list targets = { 0 };
+	int status = EXIT_USAGE;
+
+	options_parse(&opts, argc, argv, accepted, fetch_usage);
+	if (load_repositories(&idx, &opts, &diags) < 0)
+		goto out;
+	report_load_problems(&diags, opts.verbosity);
+	if (targets_collect(&idx, &opts, &targets)) {
+		char *root = store_root(&opts), *cache_dir = xasprintf("%s/sources", root);
+		struct batch_report report;
+		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
+		if ((mkdir(root, 0755) == 0 || errno == EEXIST) && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST))
+			status = fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count) == 0 ? EXIT_OK
+												     : EXIT_FINDINGS;
+		else
+			fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
+		batch_release(outcomes, targets.count);
+		free(root);
+		free(cache_dir);
+	}
+	repo_index_release(&idx);
+out:
+	target_list_release(&targets);
+	diag_list_release(&diags);
+	options_release(&opts);
+	return status;
+}
+
+static const char prune_usage[] = "obake prune [--store DIR] [--older-than DAYS] [--max-size SIZE] [--dry-run]";
+
+int command_prune(int argc, char **argv)
+{
+	static const char *const accepted[] = { "store", "older-than", "max-size", "dry-run", NULL };
+	struct options opts;
+	struct store store = { 0 };
+	char *error = NULL;
+	int status = EXIT_USAGE;
+
+	options_parse(&opts, argc, argv, accepted, prune_usage);
+	if (opts.older_than_days == 0 && opts.max_size == 0) {
+		fprintf(stderr, "%s: prune needs --older-than DAYS or --max-size SIZE\nusage: %s\n", program_name,
+			prune_usage);
+		options_release(&opts);
+		return EXIT_USAGE;
+	}
+	char *root = store_root(&opts), *platform = platform_name(&opts);
+	if (store_open(&store, root, platform, &error) == 0) {
+		struct prune_options prune = { opts.older_than_days, opts.max_size, opts.dry_run };
+		unsigned long long freed = 0;
+		long removed = store_prune(&store, &prune, &freed, &error);
+		if (removed >= 0) {
+			printf("%s %ld layers, %.1f MB\n", opts.dry_run ? "would remove" : "removed", removed,
+			       (double)freed / 1e6);
+			status = EXIT_OK;
+		}
+	}
+	if (error) {
+		fprintf(stderr, "%s: %s\n", program_name, error);
+		free(error);
+	}
+	store_close(&store);
+	free(root);
+	free(platform);
+	options_release(&opts);
+	return status;
+}
