@@ -63,7 +63,10 @@ static char *host_suite(void)
 	return xstrdup("bookworm");
 }
 
-/* The host's Debian mirror: the first http(s) URL of its apt sources. */
+/*
+ * The host's Debian mirror: the first http(s) URL of an active apt source line ("deb URL ..." or
+ * "URIs: URL"), skipping comments and the security archive.
+ */
 static char *host_mirror(void)
 {
 	static const char *const files[] = { "/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources" };
@@ -73,14 +76,18 @@ static char *host_mirror(void)
 		size_t len;
 		if (read_file(files[i], &text, &len) != 0)
 			continue;
-		for (char *s = strstr(text, "http"); s; s = strstr(s + 1, "http")) {
-			size_t n = strcspn(s, " \t\n");
-			/* Security updates live elsewhere; the base needs the main archive. */
-			if (!memmem(s, n, "security", 8)) {
-				char *url = xstrndup(s, n);
-				free(text);
-				return url;
-			}
+		for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+			char *url = NULL;
+			if (!strncmp(line, "deb ", 4) || !strncmp(line, "URIs:", 5))
+				url = strstr(line, "http");
+			if (!url || url > line + strcspn(line, "\n"))
+				continue;
+			size_t n = strcspn(url, " \t\n");
+			if (memmem(url, n, "security", 8))
+				continue;
+			char *mirror = xstrndup(url, n);
+			free(text);
+			return mirror;
 		}
 		free(text);
 	}
@@ -142,6 +149,8 @@ static char *base_inputs(const struct options *opts, char **error)
 static const char setup_script[] =
 	"set -e\n"
 	"id -u opam >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash opam\n"
+	/* Builds bind-mount the download cache here; a missing mount point would land in every layer. */
+	"mkdir -p /home/opam/.opam/download-cache\n"
 	"mkdir -p /home/opam/obake-repository/packages\n"
 	"echo 'opam-version: \"2.0\"' >/home/opam/obake-repository/repo\n"
 	"chown -R opam:opam /home/opam\n"
@@ -152,8 +161,8 @@ static const char setup_script[] =
 	"apt-get clean >/dev/null 2>&1 || true\n"
 	"rm -rf /var/lib/apt/lists/*\n";
 
-/* Run the setup inside ROOTFS with /proc and /dev available, then unmount them. */
-static int setup_rootfs(const char *rootfs, const char *log, char **error)
+/* Run the setup inside ROOTFS with /proc and /dev available, then unmount them. EXTRA: comma-separated apt packages. */
+static int setup_rootfs(const char *rootfs, const char *extra, const char *log, char **error)
 {
 	char *proc = xasprintf("%s/proc", rootfs), *dev = xasprintf("%s/dev", rootfs);
 	char *script = xasprintf("%s/tmp/obake-setup.sh", rootfs);
@@ -165,6 +174,17 @@ static int setup_rootfs(const char *rootfs, const char *log, char **error)
 	if (!f) {
 		*error = xasprintf("cannot write %s: %s", script, strerror(errno));
 		goto out;
+	}
+	if (extra && *extra) {
+		char *list = xstrdup(extra);
+		for (char *p = list; *p; p++)
+			if (*p == ',')
+				*p = ' ';
+		fprintf(f,
+			"export DEBIAN_FRONTEND=noninteractive\napt-get update\n"
+			"apt-get install -y --no-install-recommends %s\n",
+			list);
+		free(list);
 	}
 	fputs(setup_script, f);
 	fclose(f);
@@ -201,8 +221,11 @@ static int create_base(const struct options *opts, const char *tmp, const char *
 	} else {
 		char *suite = opts->suite ? xstrdup(opts->suite) : host_suite();
 		char *mirror = opts->mirror ? xstrdup(opts->mirror) : host_mirror();
-		char *include = xasprintf("--include=%s%s%s", BASE_PACKAGES, opts->extra_packages ? "," : "",
-					  opts->extra_packages ? opts->extra_packages : "");
+		/*
+		 * Extra packages are installed with apt afterwards: debootstrap fails to configure some
+		 * of them (Debian 12's ocaml-nox) in its own second stage.
+		 */
+		char *include = xasprintf("--include=%s", BASE_PACKAGES);
 		char *argv[] = { "debootstrap", "--variant=minbase", include, suite, (char *)rootfs, mirror, NULL };
 		fprintf(stderr, "%s: creating the base with debootstrap %s from %s (a few minutes)\n", program_name,
 			suite, mirror);
@@ -214,7 +237,7 @@ static int create_base(const struct options *opts, const char *tmp, const char *
 		free(mirror);
 		free(include);
 	}
-	if (status == 0 && setup_rootfs(rootfs, log, error) != 0)
+	if (status == 0 && setup_rootfs(rootfs, opts->base_tar ? NULL : opts->extra_packages, log, error) != 0)
 		status = -1;
 	free(log);
 	return status == 0 ? 0 : -1;
@@ -265,7 +288,19 @@ int base_ensure(const struct options *opts, const char *store_root, bool create,
 		else
 			*error = xasprintf("cannot rename %s to %s: %s", tmp, out->dir, strerror(errno));
 	}
-	if (status != 0 || access(tmp, F_OK) == 0) {
+	if (status != 0) {
+		/* Keep the log of a failed creation beside the bases; the error names it. */
+		char *log = xasprintf("%s/base.log", tmp), *kept = xasprintf("%s/failed-%s.log", bases, id);
+		if (rename(log, kept) == 0) {
+			char *message = xasprintf("%s (log kept as %s)", *error ? *error : "base creation failed",
+						  kept);
+			free(*error);
+			*error = message;
+		}
+		free(log);
+		free(kept);
+	}
+	if (access(tmp, F_OK) == 0) {
 		char *argv[] = { "rm", "-rf", tmp, NULL };
 		run_command(argv, NULL);
 	}

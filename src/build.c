@@ -37,6 +37,7 @@ struct node {
 	uint32_t missing; /* dependencies not yet published as successes */
 	enum node_state state;
 	uint32_t failed_dependency; /* the failed node that stopped this one */
+	uint32_t outcome;           /* the target whose solution first needed this layer */
 };
 
 struct engine {
@@ -45,6 +46,7 @@ struct engine {
 	const struct store *store;
 	const struct base *base;
 	const char *cache_dir;
+	const struct outcome *outcomes;
 	struct node *nodes;
 	uint32_t node_count, node_capacity;
 	struct intern_table keys; /* key -> node index */
@@ -118,8 +120,10 @@ static uint32_t add_node(struct engine *e, const char *key, uint32_t package, bo
 }
 
 /* Turn each target's plan into layers; returns the node of each plan row through ROW_NODE. */
-static int add_plan(struct engine *e, const struct plan *plan, const char *settings, uint32_t *row_node, char **error)
+static int add_plan(struct engine *e, uint32_t outcome, const char *settings, uint32_t *row_node, char **error)
 {
+	const struct plan *plan = &e->outcomes[outcome].plan;
+
 	for (uint32_t i = 0; i < plan->count; i++) {
 		const struct package *p = &e->idx->packages[plan->order[i]];
 		uint32_t ndeps = plan->dep_start[i + 1] - plan->dep_start[i];
@@ -148,6 +152,7 @@ static int add_plan(struct engine *e, const struct plan *plan, const char *setti
 			continue;
 		}
 		struct node *n = &e->nodes[row_node[i]];
+		n->outcome = outcome;
 		n->deps = deps;
 		n->dep_count = ndeps;
 		for (uint32_t d = 0; d < ndeps; d++) {
@@ -182,10 +187,14 @@ static char *package_string(const struct engine *e, uint32_t node)
 	return xasprintf("%s.%s", p->name, p->version);
 }
 
-/* Copy the opam file and files/ of each closure package into a repository holding just them. */
-static int write_mini_repository(const struct engine *e, const uint32_t *closure, uint32_t count, uint32_t node,
-				 const char *repo, char **error)
+/*
+ * Copy the opam file and files/ of every package of the solution that needed NODE into a
+ * repository holding just them. The whole solution, not only the closure: opam must also find the
+ * packages a `post` dependency names (ocaml-system needs ocaml), which the layer's closure leaves out.
+ */
+static int write_mini_repository(const struct engine *e, uint32_t node, const char *repo, char **error)
 {
+	const struct solve_result *solution = &e->outcomes[e->nodes[node].outcome].result;
 	char *packages = xasprintf("%s/packages", repo);
 	char *repo_file = xasprintf("%s/repo", repo);
 	int status = 0;
@@ -197,8 +206,8 @@ static int write_mini_repository(const struct engine *e, const uint32_t *closure
 		fputs("opam-version: \"2.0\"\n", f);
 		fclose(f);
 	}
-	for (uint32_t i = 0; i <= count && status == 0; i++) {
-		const struct package *p = &e->idx->packages[e->nodes[i == count ? node : closure[i]].package];
+	for (uint32_t i = 0; i < solution->package_count && status == 0; i++) {
+		const struct package *p = &e->idx->packages[solution->packages[i]];
 		char *command = xasprintf("mkdir -p '%s/%s' && cp -R '%s' '%s/%s/'", packages, p->name, p->dir,
 					  packages, p->name);
 		if (system(command) != 0) {
@@ -243,6 +252,8 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 	return status;
 }
 
+static void remove_tree(const char *path);
+
 /* Build one layer in TMP (from store_begin); returns the command's exit code, or -1 when the sandbox failed. */
 static int build_layer(struct engine *e, uint32_t node, const char *tmp, double *seconds, char **error)
 {
@@ -262,7 +273,7 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 		lowers[i] = store_layer_fs(e->store, e->nodes[closure[closure_count - 1 - i]].key);
 	lowers[closure_count] = xstrdup(e->base->rootfs);
 
-	if (write_mini_repository(e, closure, closure_count, node, repo, error) != 0 ||
+	if (write_mini_repository(e, node, repo, error) != 0 ||
 	    overlay_mount(&o, tmp, lowers, closure_count + 1, error) != 0)
 		goto out;
 	if (write_switch_state(e, o.merged, closure, closure_count, error) != 0)
@@ -327,6 +338,9 @@ unmount:
 			exit_code = -1;
 		}
 		free(fs);
+		/* What is left of the overlay's scratch directory is not part of the layer. */
+		if (o.scratch)
+			remove_tree(o.scratch);
 	}
 out:
 	for (uint32_t i = 0; i <= closure_count; i++)
@@ -572,7 +586,9 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	      const struct base *base, const char *cache_dir, const struct outcome *outcomes, uint32_t count,
 	      struct target_result *results, struct build_counts *counts)
 {
-	struct engine e = { .opts = opts, .idx = idx, .store = store, .base = base, .cache_dir = cache_dir };
+	struct engine e = {
+		.opts = opts, .idx = idx, .store = store, .base = base, .cache_dir = cache_dir, .outcomes = outcomes
+	};
 	char *settings = settings_string(opts);
 	uint32_t *target_node = xcalloc(count + 1, sizeof(uint32_t));
 	int status = 0;
@@ -584,7 +600,7 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 			continue;
 		uint32_t *row_node = xcalloc(outcomes[t].plan.count + 1, sizeof(uint32_t));
 		char *error = NULL;
-		if (add_plan(&e, &outcomes[t].plan, settings, row_node, &error) != 0) {
+		if (add_plan(&e, t, settings, row_node, &error) != 0) {
 			fprintf(stderr, "%s: %s\n", program_name, error);
 			free(error);
 			status = -1;

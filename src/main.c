@@ -17,6 +17,10 @@ static const struct command {
 	{ "list", command_list, "print the latest available version of every package" },
 	{ "solve", command_solve, "select the packages opam-0install would install for each target" },
 	{ "dockerfile", command_dockerfile, "write Dockerfiles, bake files and a driver script for BuildKit" },
+	{ "base", command_base, "create the base root file system builds start from" },
+	{ "fetch", command_fetch, "download the targets' sources into the store's checksum-addressed cache" },
+	{ "build", command_build, "build the targets natively, one cached layer per package and closure" },
+	{ "prune", command_prune, "remove layers from the store by age or to fit a size" },
 };
 
 static void print_help(void)

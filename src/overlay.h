@@ -7,7 +7,8 @@
  * one-page limit on mount options does not apply. overlayfs itself stops at 500 lower layers: past
  * that, the deepest layers are first merged into one directory (a copy, done once per build).
  * On older kernels the classic mount(2) is used with short symbolic links to the layers, and the
- * same merging once the option string would pass one page.
+ * same merging once the option string would pass one page. Setting OBAKE_OVERLAY_LEGACY=1 forces the
+ * mount(2) path even where lowerdir+ is accepted (for tests).
  */
 #ifndef OBAKE_OVERLAY_H
 #define OBAKE_OVERLAY_H
@@ -35,7 +36,10 @@ struct overlay {
  */
 int overlay_mount(struct overlay *o, const char *scratch_parent, char *const *lowers, size_t count, char **error);
 
-/* Unmount and remove merged and work; keeps upper (the caller moves it into the store) unless REMOVE_UPPER. */
+/*
+ * Unmount and remove merged and work; keeps upper (the caller moves it into the store) unless
+ * REMOVE_UPPER. The strings stay allocated: the caller removes what remains of scratch and frees them.
+ */
 int overlay_unmount(struct overlay *o, bool remove_upper, char **error);
 
 /* True if this kernel accepts "lowerdir+" for overlay (probed once). */

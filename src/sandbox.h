@@ -3,6 +3,10 @@
  * container is described as data (struct sandbox_spec), written as an OCI config.json, and run
  * with a time limit. The build runs as uid 1000 with no network (a new, empty network namespace),
  * a private /tmp, a memory limit, and only the mounts the spec lists.
+ *
+ * Two things depend on the root file system: runc 1.1 gives the /tmp tmpfs the mode of the directory
+ * below it, so /tmp must be mode 1777 there; and runc creates missing bind-mount destinations inside
+ * the root file system, which on an overlay land in the new layer, so they should exist in the base.
  */
 #ifndef OBAKE_SANDBOX_H
 #define OBAKE_SANDBOX_H
