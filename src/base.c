@@ -148,13 +148,16 @@ static char *base_inputs(const struct options *opts, char **error)
 /* Commands run inside the new root as root, then as opam: the user, then opam's root and empty switch. */
 static const char setup_script[] =
 	"set -e\n"
-	"id -u opam >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash opam\n"
+	"id -u opam >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash opam ||\n"
+	"  adduser -D -u 1000 -h /home/opam opam\n"
 	/* Builds bind-mount the download cache here; a missing mount point would land in every layer. */
 	"mkdir -p /home/opam/.opam/download-cache\n"
 	"mkdir -p /home/opam/obake-repository/packages\n"
 	"echo 'opam-version: \"2.0\"' >/home/opam/obake-repository/repo\n"
 	"chown -R opam:opam /home/opam\n"
 	"cd /home/opam\n"
+	/* A base without opam (a tarball for benchmarks of the engine) stops here. */
+	"command -v opam >/dev/null 2>&1 || exit 0\n"
 	"chroot --userspec=opam:opam --skip-chdir / env HOME=/home/opam USER=opam "
 	"sh -c 'opam init --bare --disable-sandboxing --no-setup -y default /home/opam/obake-repository && "
 	"opam switch create default --empty -y'\n"

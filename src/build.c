@@ -227,6 +227,10 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 {
 	char *dir = xasprintf("%s/home/opam/.opam/default/.opam-switch", merged);
 	char *path = xasprintf("%s/switch-state", dir);
+	char *mkdir_command = xasprintf("mkdir -p '%s'", dir);
+	if (system(mkdir_command) != 0)
+		warn("cannot create %s", dir);
+	free(mkdir_command);
 	FILE *f = fopen(path, "w");
 	int status = 0;
 
@@ -280,7 +284,15 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 		goto unmount;
 
 	char *target = package_string(e, node);
-	char *command = xasprintf("rm -f \"$HOME\"/.opam/repo/state-*.cache; opam install -y --no-depexts %s", target);
+	/*
+	 * OBAKE_BUILD_COMMAND replaces opam for benchmarks of the engine itself: a shell command run in
+	 * the container, with $OBAKE_PACKAGE set to name.version.
+	 */
+	const char *replacement = getenv("OBAKE_BUILD_COMMAND");
+	char *command = replacement
+				? xasprintf("OBAKE_PACKAGE=%s; %s", target, replacement)
+				: xasprintf("rm -f \"$HOME\"/.opam/repo/state-*.cache; opam install -y --no-depexts %s",
+					    target);
 	const char *argv[] = { "/bin/sh", "-c", command, NULL };
 	const char *env[] = { "HOME=/home/opam",
 			      "USER=opam",

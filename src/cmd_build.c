@@ -210,6 +210,12 @@ int command_build(int argc, char **argv)
 		options_release(&opts);
 		return EXIT_USAGE;
 	}
+	if (opts.output_dir && mkdir(opts.output_dir, 0777) < 0 && errno != EEXIST) {
+		fprintf(stderr, "%s: cannot create output folder '%s': %s\n", program_name, opts.output_dir,
+			strerror(errno));
+		options_release(&opts);
+		return EXIT_USAGE;
+	}
 	if (load_repositories(&idx, &opts, &diags) < 0)
 		goto out;
 	report_load_problems(&diags, opts.verbosity);

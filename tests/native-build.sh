@@ -1,0 +1,129 @@
+#!/bin/sh
+# End-to-end test of `obake build`: a real Debian base made with debootstrap, OCaml from Debian's
+# ocaml-nox through the example repository's ocaml-system package, a source archive fetched through
+# a file:// URL, and builds by real opam in runc. Checks every target's status, that a second run
+# builds nothing, that a run killed with SIGKILL and run again ends with the same results, and that
+# builds cannot reach the network, write outside their prefix or read the host's files.
+#
+# It needs root, debootstrap, runc and Debian's archive (for the base), so it runs only with
+# OBAKE_NATIVE=1 (CI sets it); otherwise it reports one skipped test.
+#
+#   OBAKE              the obake binary (default: ./obake)
+#   OBAKE_NATIVE_STORE a store to keep between runs (default: a temporary one)
+
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+obake=${OBAKE:-$root/obake}
+passed=0 failed=0
+
+if [ "${OBAKE_NATIVE:-}" != 1 ]; then
+	echo "native-build: skipped: set OBAKE_NATIVE=1 to run it (needs root, debootstrap, runc and Debian's archive)"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 0
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/obake-native.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+store=${OBAKE_NATIVE_STORE:-$work/store}
+repo=$work/repo
+out=$work/out
+mkdir -p "$out"
+
+ok() { passed=$((passed + 1)); echo "ok $1"; }
+not_ok() { failed=$((failed + 1)); echo "FAIL $1"; }
+check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
+
+# The example repository, with a source archive for tinylib and three packages that try to leave
+# their sandbox.
+cp -R "$root/examples/repo" "$repo"
+mkdir -p "$work/src/tinylib-1.0"
+echo "from the source archive" >"$work/src/tinylib-1.0/README"
+tar -C "$work/src" -czf "$work/tinylib-1.0.tar.gz" tinylib-1.0
+sum=$(sha256sum "$work/tinylib-1.0.tar.gz" | cut -d' ' -f1)
+cat >>"$repo/packages/tinylib/tinylib.1.0/opam" <<EOT
+url {
+  src: "file://$work/tinylib-1.0.tar.gz"
+  checksum: "sha256=$sum"
+}
+EOT
+sed -i 's|\["cp" "VERSION" "%{lib}%/tinylib/VERSION"\]|["cp" "VERSION" "README" "%{lib}%/tinylib/"]|' \
+	"$repo/packages/tinylib/tinylib.1.0/opam"
+host_secret=$work/host-secret
+echo secret >"$host_secret"
+add_probe() {
+	mkdir -p "$repo/packages/$1/$1.1"
+	printf 'opam-version: "2.0"\nsynopsis: "%s"\ndepends: ["ocaml"]\nbuild: [["sh" "-c" "%s"]]\n' "$2" "$3" \
+		>"$repo/packages/$1/$1.1/opam"
+}
+add_probe reach-network "tries to reach the network" "curl -s --max-time 5 -o /dev/null http://deb.debian.org/"
+add_probe write-outside "tries to write outside its prefix" "echo x > /etc/obake-escape"
+add_probe read-host "tries to read a file of the host" "cat $host_secret"
+add_probe slow "takes a while" "sleep 4"
+
+build() {
+	"$obake" build -r "$repo" --store "$store" --extra-packages ocaml-nox --ocaml 4.13.1 \
+		--var sys-ocaml-version=4.13.1 -o "$out" -j 2 "$@"
+}
+statuses() {
+	python3 -c 'import json,sys
+for t in json.load(open(sys.argv[1]))["targets"]: print(t["package"], t["status"], t.get("failed_dependency", ""))' \
+		"$out/results.json" 2>/dev/null ||
+		grep -E '"(package|status|failed_dependency)"' "$out/results.json" | tr -d ' ",' | paste -sd' '
+}
+
+echo "== base (debootstrap the first time, a few minutes)"
+start=$(date +%s)
+build --all >"$work/first.log" 2>&1
+echo "first run: $(($(date +%s) - start)) s"
+tail -n 3 "$work/first.log"
+statuses >"$work/first.status"
+cat "$work/first.status"
+
+expect() { check "$1 is $2" "grep -qx '$1 $2 *[^ ]*' '$work/first.status'"; }
+expect toplib.1.0 success
+expect midlib.2.0 success
+expect ocaml-system.4.13.1 success
+expect tinylib.1.0 success
+expect broken.1.0 failure
+expect needs-broken.1.0 dependency_failed
+check "needs-broken names broken" "grep -q '^needs-broken.1.0 dependency_failed broken.1.0' '$work/first.status'"
+expect orphan.1.0 no_solution
+expect reach-network.1 failure
+expect write-outside.1 failure
+expect read-host.1 failure
+check "host unchanged by write-outside" "[ ! -e /etc/obake-escape ]"
+check "tinylib built from its archive" "find '$store' -path '*lib/tinylib/README' | grep -q ."
+check "ocaml-system used Debian's compiler" "grep -rq 'ocaml-system' '$out/results.json'"
+
+echo "== second run: everything from the store"
+start=$(date +%s)
+build --all >"$work/second.log" 2>&1
+elapsed=$(($(date +%s) - start))
+tail -n 1 "$work/second.log"
+check "second run builds nothing" "grep -q 'layers: 0 built' '$work/second.log'"
+check "second run under 2 s ($elapsed s)" "[ $elapsed -le 2 ]"
+
+echo "== a run killed with SIGKILL, then run again"
+killed_store=$work/killed-store
+cp -a "$store/bases" "$work/bases-copy" 2>/dev/null
+mkdir -p "$killed_store" && mv "$work/bases-copy" "$killed_store/bases"
+"$obake" build -r "$repo" --store "$killed_store" --extra-packages ocaml-nox --ocaml 4.13.1 \
+	--var sys-ocaml-version=4.13.1 -o "$work/killed-out" -j 2 --all >/dev/null 2>&1 &
+pid=$!
+sleep 2
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+# runc containers of the killed run may still run; they end by themselves (slow sleeps 4 s).
+sleep 5
+check "no half-published layer after SIGKILL" \
+	"! find '$killed_store' -maxdepth 2 -name 'tmp-*' -newer '$repo' | xargs -r -I{} test -e {}/layer.json"
+"$obake" build -r "$repo" --store "$killed_store" --extra-packages ocaml-nox --ocaml 4.13.1 \
+	--var sys-ocaml-version=4.13.1 -o "$work/killed-out" -j 2 --all >"$work/rerun.log" 2>&1
+out_saved=$out
+out=$work/killed-out
+statuses >"$work/rerun.status"
+out=$out_saved
+check "rerun after SIGKILL has the same results" "cmp -s '$work/first.status' '$work/rerun.status'"
+
+echo "$passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]
