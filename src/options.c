@@ -48,6 +48,10 @@ enum {
 	OPT_ARCHIVE_MIRROR,
 	OPT_OLDER_THAN,
 	OPT_MAX_SIZE,
+	OPT_SYS_OCAML_VERSION,
+	OPT_SYS_OCAML_ARCH,
+	OPT_SYS_OCAML_CC,
+	OPT_SYS_OCAML_LIBC,
 };
 
 static const struct option long_options[] = {
@@ -93,6 +97,10 @@ static const struct option long_options[] = {
 	{ "archive-mirror", required_argument, NULL, OPT_ARCHIVE_MIRROR },
 	{ "older-than", required_argument, NULL, OPT_OLDER_THAN },
 	{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
+	{ "sys-ocaml-version", required_argument, NULL, OPT_SYS_OCAML_VERSION },
+	{ "sys-ocaml-arch", required_argument, NULL, OPT_SYS_OCAML_ARCH },
+	{ "sys-ocaml-cc", required_argument, NULL, OPT_SYS_OCAML_CC },
+	{ "sys-ocaml-libc", required_argument, NULL, OPT_SYS_OCAML_LIBC },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -199,8 +207,23 @@ static unsigned long long parse_size(const char *usage, const char *option, cons
 static bool is_accepted(const char *name, const char *const *accepted)
 {
 	static const char *const common[] = {
-		"opam-repository", "jobs",       "quiet", "verbose",      "help", "ocaml", "os", "os-family",
-		"os-distribution", "os-version", "arch",  "opam-version", "var",
+		"opam-repository",
+		"jobs",
+		"quiet",
+		"verbose",
+		"help",
+		"ocaml",
+		"os",
+		"os-family",
+		"os-distribution",
+		"os-version",
+		"arch",
+		"opam-version",
+		"var",
+		"sys-ocaml-version",
+		"sys-ocaml-arch",
+		"sys-ocaml-cc",
+		"sys-ocaml-libc",
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(common); i++)
@@ -289,6 +312,10 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		case OPT_OS_FAMILY:
 		case OPT_OS_DISTRIBUTION:
 		case OPT_OS_VERSION:
+		case OPT_SYS_OCAML_VERSION:
+		case OPT_SYS_OCAML_ARCH:
+		case OPT_SYS_OCAML_CC:
+		case OPT_SYS_OCAML_LIBC:
 		case OPT_ARCH:
 		case OPT_OPAM_VERSION:
 			/* The long option's name is the variable's name. */
