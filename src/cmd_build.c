@@ -14,6 +14,7 @@
 #include "cmd_common.h"
 #include "commands.h"
 #include "fetch.h"
+#include "filter.h"
 #include "store.h"
 #include "util.h"
 
@@ -22,11 +23,11 @@ static const char build_usage[] =
 	"                   [--timeout SECONDS] [--memory SIZE] [--runtime runc|crun] [--archive-mirror DIR|URL]...\n"
 	"                   [base options] TARGET...";
 
-static const char *const build_options[] = { "all",     "all-versions",   "with-test",    "with-doc",
-					     "output",  "store",          "timeout",      "memory",
-					     "runtime", "dry-run",        "retry-failed", "suite",
-					     "mirror",  "extra-packages", "base-tar",     "archive-mirror",
-					     NULL };
+static const char *const build_options[] = { "depexts",        "all",     "all-versions",   "with-test",
+					     "with-doc",       "output",  "store",          "timeout",
+					     "memory",         "runtime", "dry-run",        "retry-failed",
+					     "suite",          "mirror",  "extra-packages", "base-tar",
+					     "archive-mirror", NULL };
 
 /* The store's root: --store, $OBAKE_STORE, or ~/.cache/obake. */
 static char *store_root(const struct options *opts)
@@ -102,6 +103,72 @@ static unsigned fetch_sources(const struct options *opts, const struct repo_inde
 	free(names);
 	free(items);
 	return failed;
+}
+
+struct name_list {
+	char **items;
+	size_t count;
+};
+
+static void add_unique(struct name_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (strcmp(l->items[i], name) == 0)
+			return;
+	l->items = xreallocarray(l->items, l->count + 1, sizeof(char *));
+	l->items[l->count++] = xstrdup(name);
+}
+
+/* Add the system packages of one depexts entry, `["pkg" ...] {filter}`, when its filter holds. */
+static void add_depext_entry(struct name_list *names, const struct value *entry, const struct filter_env *env,
+			     struct arena *scratch)
+{
+	const struct value *list = entry;
+
+	if (entry->kind == VALUE_OPTION) {
+		list = entry->u.option.subject;
+		if (entry->len == 1 && !filter_eval_bool(entry->u.option.items[0], env, scratch, false))
+			return;
+	}
+	for (uint32_t k = 0; list->kind == VALUE_LIST && k < list->len; k++)
+		if (list->u.items[k]->kind == VALUE_STRING)
+			add_unique(names, list->u.items[k]->u.str);
+}
+
+/*
+ * The Debian packages the solutions' `depexts` name in this environment, joined to --extra-packages,
+ * so the base preinstalls them (builds have no network to install them). Returns a new string.
+ */
+static char *extra_packages_with_depexts(const struct options *opts, const struct repo_index *idx,
+					 const struct outcome *outcomes, uint32_t count)
+{
+	struct name_list names = { 0 };
+	struct arena scratch = { 0 };
+
+	for (uint32_t t = 0; t < count; t++) {
+		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
+			const struct package *p = &idx->packages[outcomes[t].plan.order[i]];
+			const struct value *d = p->depexts;
+			if (!d)
+				continue;
+			struct filter_env env = { &opts->globals, p->name, p->version, NULL };
+			/* A list of entries, or one entry that opam reads as a list of one. */
+			bool single = d->kind == VALUE_OPTION ||
+				      (d->kind == VALUE_LIST && d->len > 0 && d->u.items[0]->kind == VALUE_STRING);
+			for (uint32_t e = 0; e < (single ? 1 : d->len); e++)
+				add_depext_entry(&names, single ? d : d->u.items[e], &env, &scratch);
+		}
+	}
+	struct strbuf sb = { 0 };
+	if (opts->extra_packages)
+		strbuf_adds(&sb, opts->extra_packages);
+	for (size_t i = 0; i < names.count; i++) {
+		strbuf_addf(&sb, "%s%s", sb.len ? "," : "", names.items[i]);
+		free(names.items[i]);
+	}
+	free(names.items);
+	arena_release(&scratch);
+	return strbuf_detach(&sb);
 }
 
 /* The commit of the first repository when it is a git checkout, for the results. */
@@ -228,6 +295,14 @@ int command_build(int argc, char **argv)
 	struct base base = { 0 };
 	struct batch_report report;
 	struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
+	char *extra = NULL;
+	if (opts.depexts) {
+		extra = extra_packages_with_depexts(&opts, &idx, outcomes, targets.count);
+		opts.extra_packages = extra;
+		if (opts.verbosity >= 0)
+			fprintf(stderr, "%s: the base holds the system packages the solutions need: %s\n", program_name,
+				extra);
+	}
 	if (store_open(&store, root, platform, &error) != 0 ||
 	    base_ensure(&opts, root, !opts.dry_run, &base, &error) != 0) {
 		fprintf(stderr, "%s: %s\n", program_name, error);
@@ -260,6 +335,7 @@ int command_build(int argc, char **argv)
 		free(results);
 	}
 	batch_release(outcomes, targets.count);
+	free(extra);
 	base_release(&base);
 	store_close(&store);
 	free(cache_dir);

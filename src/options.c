@@ -52,6 +52,7 @@ enum {
 	OPT_SYS_OCAML_ARCH,
 	OPT_SYS_OCAML_CC,
 	OPT_SYS_OCAML_LIBC,
+	OPT_DEPEXTS,
 };
 
 static const struct option long_options[] = {
@@ -101,6 +102,7 @@ static const struct option long_options[] = {
 	{ "sys-ocaml-arch", required_argument, NULL, OPT_SYS_OCAML_ARCH },
 	{ "sys-ocaml-cc", required_argument, NULL, OPT_SYS_OCAML_CC },
 	{ "sys-ocaml-libc", required_argument, NULL, OPT_SYS_OCAML_LIBC },
+	{ "depexts", no_argument, NULL, OPT_DEPEXTS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -372,6 +374,7 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 			break;
 		case OPT_DRY_RUN: opts->dry_run = true; break;
 		case OPT_RETRY_FAILED: opts->retry_failed = true; break;
+		case OPT_DEPEXTS: opts->depexts = true; break;
 		case OPT_SUITE: opts->suite = optarg; break;
 		case OPT_MIRROR: opts->mirror = optarg; break;
 		case OPT_EXTRA_PACKAGES: opts->extra_packages = optarg; break;

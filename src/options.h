@@ -37,6 +37,7 @@ struct options {
 	const char *runtime;             /* --runtime: runc or crun */
 	bool dry_run;                    /* --dry-run: solve and report which layers exist */
 	bool retry_failed;               /* --retry-failed: rebuild layers recorded as failed */
+	bool depexts;                    /* --depexts: the base also holds the solutions' system packages */
 	const char *suite;               /* --suite: Debian release for the base */
 	const char *mirror;              /* --mirror: Debian mirror for the base */
 	const char *extra_packages;      /* --extra-packages: comma-separated Debian packages for the base */
