@@ -151,7 +151,7 @@ static const char setup_script[] =
 	"id -u opam >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash opam ||\n"
 	"  adduser -D -u 1000 -h /home/opam opam\n"
 	/* Builds bind-mount the download cache here; a missing mount point would land in every layer. */
-	"mkdir -p /home/opam/.opam/download-cache\n"
+	"mkdir -p /home/opam/.opam/download-cache /home/opam/.opam/repo/default\n"
 	"mkdir -p /home/opam/obake-repository/packages\n"
 	"echo 'opam-version: \"2.0\"' >/home/opam/obake-repository/repo\n"
 	"chown -R opam:opam /home/opam\n"

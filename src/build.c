@@ -231,6 +231,11 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 	if (system(mkdir_command) != 0)
 		warn("cannot create %s", dir);
 	free(mkdir_command);
+	/* Directories made here for a base without a switch must still belong to the build's user. */
+	char *switch_dir = xasprintf("%s/home/opam/.opam/default", merged);
+	if (chown(switch_dir, 1000, 1000) != 0 || chown(dir, 1000, 1000) != 0)
+		warn("cannot give %s to uid 1000", dir);
+	free(switch_dir);
 	FILE *f = fopen(path, "w");
 	int status = 0;
 
