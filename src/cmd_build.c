@@ -300,8 +300,8 @@ int command_build(int argc, char **argv)
 		extra = extra_packages_with_depexts(&opts, &idx, outcomes, targets.count);
 		opts.extra_packages = extra;
 		if (opts.verbosity >= 0)
-			fprintf(stderr, "%s: the base holds the system packages the solutions need: %s\n", program_name,
-				extra);
+			fprintf(stderr, "%s: the base will contain the system packages the solutions need: %s\n",
+				program_name, extra);
 	}
 	if (store_open(&store, root, platform, &error) != 0 ||
 	    base_ensure(&opts, root, !opts.dry_run, &base, &error) != 0) {
@@ -310,7 +310,7 @@ int command_build(int argc, char **argv)
 	} else if (!opts.dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
 	} else {
-		/* A source that cannot be fetched fails the build that needs it, whose log says why; the rest go on. */
+		/* A source that cannot be fetched fails the build that needs it (its log gives the reason), and the rest go on. */
 		if (!opts.dry_run)
 			fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count);
 		struct target_result *results = xcalloc(targets.count + 1, sizeof(*results));

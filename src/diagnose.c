@@ -330,7 +330,7 @@ static bool explains_choice(const struct universe *u, const struct component *c,
 	return false;
 }
 
-/* Step 3: what each selection's requirements say about the roles they point to. */
+/* Step 3: apply each selection's requirements to the roles they point to. */
 static void examine_selection(struct report *r, struct component *c)
 {
 	const struct universe *u = &r->s->u;
@@ -370,7 +370,7 @@ static void examine_selection(struct report *r, struct component *c)
 	}
 }
 
-/* Step 4: a role left with the dummy rejects whatever is still possible, and says so. */
+/* Step 4: a role left with the dummy rejects its remaining candidates and notes why. */
 static void finalise(struct component *c)
 {
 	if (c->selected != NO_ID)
