@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "intern.h"
 #include "overlay.h"
 #include "sandbox.h"
@@ -195,28 +196,26 @@ static char *package_string(const struct engine *e, uint32_t node)
 static int write_mini_repository(const struct engine *e, uint32_t node, const char *repo, char **error)
 {
 	const struct solve_result *solution = &e->outcomes[e->nodes[node].outcome].result;
-	char *packages = xasprintf("%s/packages", repo);
 	char *repo_file = xasprintf("%s/repo", repo);
-	int status = 0;
+	int status = make_dirs(repo, error);
 
-	mkdir(repo, 0755);
-	mkdir(packages, 0755);
-	FILE *f = fopen(repo_file, "w");
-	if (f) {
-		fputs("opam-version: \"2.0\"\n", f);
-		fclose(f);
+	if (status == 0) {
+		FILE *f = fopen(repo_file, "w");
+		if (!f || fputs("opam-version: \"2.0\"\n", f) < 0 || fclose(f) != 0)
+			status = set_error(error, "cannot write %s: %s", repo_file, strerror(errno));
 	}
 	for (uint32_t i = 0; i < solution->package_count && status == 0; i++) {
 		const struct package *p = &e->idx->packages[solution->packages[i]];
-		char *command = xasprintf("mkdir -p '%s/%s' && cp -R '%s' '%s/%s/'", packages, p->name, p->dir,
-					  packages, p->name);
-		if (system(command) != 0) {
-			*error = xasprintf("cannot copy %s into the build's repository %s", p->dir, repo);
-			status = -1;
-		}
-		free(command);
+		const char *base = strrchr(p->dir, '/');
+		char *name_dir = xasprintf("%s/packages/%s", repo, p->name);
+		char *copy = xasprintf("%s/%s", name_dir, base ? base + 1 : p->dir);
+
+		status = make_dirs(name_dir, error);
+		if (status == 0)
+			status = copy_tree(p->dir, copy, error);
+		free(name_dir);
+		free(copy);
 	}
-	free(packages);
 	free(repo_file);
 	return status;
 }
@@ -227,10 +226,11 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 {
 	char *dir = xasprintf("%s/home/opam/.opam/default/.opam-switch", merged);
 	char *path = xasprintf("%s/switch-state", dir);
-	char *mkdir_command = xasprintf("mkdir -p '%s'", dir);
-	if (system(mkdir_command) != 0)
-		warn("cannot create %s", dir);
-	free(mkdir_command);
+	char *mkdir_error = NULL;
+	if (make_dirs(dir, &mkdir_error) != 0) {
+		warn("%s", mkdir_error);
+		free(mkdir_error);
+	}
 	/* Directories made here for a base without a switch must still belong to the build's user. */
 	char *switch_dir = xasprintf("%s/home/opam/.opam/default", merged);
 	if (chown(switch_dir, 1000, 1000) != 0 || chown(dir, 1000, 1000) != 0)
@@ -261,7 +261,15 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 	return status;
 }
 
-static void remove_tree(const char *path);
+static void remove_tree_or_warn(const char *path)
+{
+	char *error = NULL;
+
+	if (remove_tree(path, &error) != 0) {
+		warn("%s", error);
+		free(error);
+	}
+}
 
 /* Build one layer in TMP (from store_begin); returns the command's exit code, or -1 when the sandbox failed. */
 static int build_layer(struct engine *e, uint32_t node, const char *tmp, double *seconds, char **error)
@@ -357,7 +365,7 @@ unmount:
 		free(fs);
 		/* What is left of the overlay's scratch directory is not part of the layer. */
 		if (o.scratch)
-			remove_tree(o.scratch);
+			remove_tree_or_warn(o.scratch);
 	}
 out:
 	for (uint32_t i = 0; i <= closure_count; i++)
@@ -409,14 +417,6 @@ static void finish_node(struct engine *e, uint32_t node, bool success)
 	}
 }
 
-static void remove_tree(const char *path)
-{
-	char *command = xasprintf("rm -rf '%s'", path);
-	if (system(command) != 0)
-		warn("cannot remove %s", path);
-	free(command);
-}
-
 /* Take the layer's lock, check again whether another process published it, and build it if not. */
 static bool produce_layer(struct engine *e, uint32_t node, bool *built)
 {
@@ -455,8 +455,8 @@ static bool produce_layer(struct engine *e, uint32_t node, bool *built)
 
 	/* Only fs/ and build.log make the layer; the build's repository and bundle go. */
 	char *repo = xasprintf("%s/repo", tmp), *bundle = xasprintf("%s/bundle", tmp);
-	remove_tree(repo);
-	remove_tree(bundle);
+	remove_tree_or_warn(repo);
+	remove_tree_or_warn(bundle);
 	free(repo);
 	free(bundle);
 
@@ -557,6 +557,18 @@ static void check_store(struct engine *e)
 	}
 }
 
+/* Tell PREPARE which packages have a layer to build, so that only their sources are fetched. */
+static void prepare_layers(const struct engine *e, build_prepare_fn *prepare, void *context)
+{
+	uint8_t *needed = xcalloc(e->idx->package_count + 1, 1);
+
+	for (uint32_t i = 0; i < e->node_count; i++)
+		if (e->nodes[i].state != NODE_CACHED && e->nodes[i].state != NODE_FAILED)
+			needed[e->nodes[i].package] = 1;
+	prepare(needed, context);
+	free(needed);
+}
+
 static void schedule(struct engine *e)
 {
 	e->ready = xcalloc(e->node_count + 1, sizeof(uint32_t));
@@ -601,7 +613,7 @@ static enum target_status target_status_of(const struct node *n)
 
 int build_run(const struct options *opts, const struct repo_index *idx, const struct store *store,
 	      const struct base *base, const char *cache_dir, const struct outcome *outcomes, uint32_t count,
-	      struct target_result *results, struct build_counts *counts)
+	      build_prepare_fn *prepare, void *context, struct target_result *results, struct build_counts *counts)
 {
 	struct engine e = {
 		.opts = opts, .idx = idx, .store = store, .base = base, .cache_dir = cache_dir, .outcomes = outcomes
@@ -633,6 +645,8 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 		check_store(&e);
 		schedule(&e);
 	}
+	if (status == 0 && !opts->dry_run && prepare)
+		prepare_layers(&e, prepare, context);
 	if (status == 0 && !opts->dry_run) {
 		struct sigaction sa = { 0 }, old_int, old_term;
 		sa.sa_handler = on_interrupt;

@@ -28,13 +28,20 @@ struct target_result {
 };
 
 /*
+ * Called once before the first build with NEEDED[p] set for every package p of the index that has a
+ * layer to build (neither cached nor recorded as failed): the moment to fetch their sources.
+ */
+typedef void build_prepare_fn(const uint8_t *needed, void *context);
+
+/*
  * Build OUTCOMES' solved targets in STORE on BASE with OPTS->jobs parallel builds, using the source
- * cache CACHE_DIR. With OPTS->dry_run, only report which layers exist. Fills RESULTS (one per
- * outcome) and COUNTS; returns -1 when interrupted (Ctrl-C) or when the store cannot be used.
+ * cache CACHE_DIR, after calling PREPARE (if not NULL) with CONTEXT. With OPTS->dry_run, only
+ * report which layers exist. Fills RESULTS (one per outcome) and COUNTS; returns -1 when
+ * interrupted (Ctrl-C) or when the store cannot be used.
  */
 int build_run(const struct options *opts, const struct repo_index *idx, const struct store *store,
 	      const struct base *base, const char *cache_dir, const struct outcome *outcomes, uint32_t count,
-	      struct target_result *results, struct build_counts *counts);
+	      build_prepare_fn *prepare, void *context, struct target_result *results, struct build_counts *counts);
 
 const char *target_status_name(enum target_status s);
 

@@ -52,9 +52,9 @@ static char *platform_name(const struct options *opts)
 	return xasprintf("%s-%s-%s", distribution, version, arch);
 }
 
-/* Every source the solved targets' packages download, once each. */
+/* Every source the solved targets' packages download, once each; only packages marked in NEEDED unless it is NULL. */
 static struct fetch_item *collect_sources(const struct repo_index *idx, const struct outcome *outcomes, uint32_t count,
-					  size_t *item_count, char ***names)
+					  const uint8_t *needed, size_t *item_count, char ***names)
 {
 	uint8_t *seen = xcalloc(idx->package_count + 1, 1);
 	struct fetch_item *items = NULL;
@@ -64,7 +64,7 @@ static struct fetch_item *collect_sources(const struct repo_index *idx, const st
 	for (uint32_t t = 0; t < count; t++) {
 		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
 			uint32_t p = outcomes[t].plan.order[i];
-			if (seen[p])
+			if (seen[p] || (needed && !needed[p]))
 				continue;
 			seen[p] = 1;
 			const struct package *pkg = &idx->packages[p];
@@ -86,16 +86,16 @@ static struct fetch_item *collect_sources(const struct repo_index *idx, const st
 }
 
 static unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
-			      const struct outcome *outcomes, uint32_t count)
+			      const struct outcome *outcomes, uint32_t count, const uint8_t *needed)
 {
 	char **names;
 	size_t n;
-	struct fetch_item *items = collect_sources(idx, outcomes, count, &n, &names);
+	struct fetch_item *items = collect_sources(idx, outcomes, count, needed, &n, &names);
 	struct fetch_stats stats = { 0 };
 	unsigned failed = fetch_all(cache_dir, items, n, opts->archive_mirrors, opts->archive_mirror_count,
 				    opts->jobs ? opts->jobs : 4, &stats);
 
-	if (opts->verbosity >= 0)
+	if (opts->verbosity >= 0 && n > 0)
 		fprintf(stderr, "%s: sources: %u cached, %u downloaded, %u failed, %u without a checksum\n",
 			program_name, stats.cached, stats.downloaded, stats.failed, stats.no_checksum);
 	for (size_t i = 0; i < n; i++)
@@ -103,6 +103,27 @@ static unsigned fetch_sources(const struct options *opts, const struct repo_inde
 	free(names);
 	free(items);
 	return failed;
+}
+
+/* What fetch_needed needs to know. */
+struct build_fetch {
+	const struct options *opts;
+	const struct repo_index *idx;
+	const char *cache_dir;
+	const struct outcome *outcomes;
+	uint32_t count;
+};
+
+/*
+ * Fetch the sources of the layers about to be built, and only those: a run whose layers are all
+ * cached reads no archive. A source that cannot be fetched fails the build that needs it (its log
+ * gives the reason), and the other builds go on.
+ */
+static void fetch_needed(const uint8_t *needed, void *context)
+{
+	const struct build_fetch *f = context;
+
+	fetch_sources(f->opts, f->idx, f->cache_dir, f->outcomes, f->count, needed);
 }
 
 struct name_list {
@@ -310,12 +331,11 @@ int command_build(int argc, char **argv)
 	} else if (!opts.dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
 	} else {
-		/* A source that cannot be fetched fails the build that needs it (its log gives the reason), and the rest go on. */
-		if (!opts.dry_run)
-			fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count);
+		struct build_fetch fetch = { &opts, &idx, cache_dir, outcomes, targets.count };
 		struct target_result *results = xcalloc(targets.count + 1, sizeof(*results));
 		struct build_counts counts;
-		int run = build_run(&opts, &idx, &store, &base, cache_dir, outcomes, targets.count, results, &counts);
+		int run = build_run(&opts, &idx, &store, &base, cache_dir, outcomes, targets.count, fetch_needed,
+				    &fetch, results, &counts);
 		status = write_results(&opts, &idx, outcomes, results, targets.count, &counts) == 0 && run == 0
 				 ? EXIT_OK
 				 : EXIT_USAGE;
@@ -395,8 +415,9 @@ int command_fetch(int argc, char **argv)
 		struct batch_report report;
 		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
 		if ((mkdir(root, 0755) == 0 || errno == EEXIST) && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST))
-			status = fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count) == 0 ? EXIT_OK
-												     : EXIT_FINDINGS;
+			status = fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count, NULL) == 0
+					 ? EXIT_OK
+					 : EXIT_FINDINGS;
 		else
 			fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
 		batch_release(outcomes, targets.count);

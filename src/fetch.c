@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "files.h"
 #include "util.h"
 
 enum {
@@ -402,22 +403,6 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
-/* Copy the rest of IN to OUT; -1 with errno set on failure. */
-static int copy_fd(int in, int out)
-{
-	char buffer[1 << 16];
-
-	for (;;) {
-		ssize_t n = read(in, buffer, sizeof(buffer));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return (int)n;
-		if (write_all(out, buffer, (size_t)n) < 0)
-			return -1;
-	}
-}
-
 static int truncate_fd(int fd)
 {
 	return ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
@@ -435,7 +420,7 @@ static int copy_local_file(const char *path, int out, char **error)
 	int rc = -1;
 	if (fstat(in, &st) == 0 && !S_ISREG(st.st_mode))
 		*error = xasprintf("%s is not a regular file", path);
-	else if (truncate_fd(out) < 0 || copy_fd(in, out) < 0)
+	else if (truncate_fd(out) < 0 || copy_bytes(in, out) < 0)
 		*error = xasprintf("cannot copy %s into the cache: %s", path, strerror(errno));
 	else
 		rc = 0;
@@ -450,7 +435,7 @@ static int copy_to_new_file(const char *source, const char *target)
 	if (in < 0)
 		return -1;
 	int out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	int rc = out < 0 ? -1 : copy_fd(in, out);
+	int rc = out < 0 ? -1 : copy_bytes(in, out);
 	int saved_errno = errno;
 
 	if (out >= 0 && close(out) != 0 && rc == 0) {

@@ -31,6 +31,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "util.h"
 
 /*
@@ -88,21 +89,6 @@ static int sys_move_mount(int from_dirfd, const char *from_path, int to_dirfd, c
 	return (int)syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
 }
 
-static int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Store a formatted message in *ERROR and return -1. */
-static int set_error(char **error, const char *fmt, ...)
-{
-	struct strbuf sb = { 0 };
-	va_list ap;
-
-	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	*error = strbuf_detach(&sb);
-	return -1;
-}
-
 static bool new_api_supported;
 static pthread_once_t new_api_probe = PTHREAD_ONCE_INIT;
 
@@ -126,54 +112,6 @@ static bool legacy_forced(void)
 {
 	const char *value = getenv("OBAKE_OVERLAY_LEGACY");
 	return value && strcmp(value, "1") == 0;
-}
-
-/* ---- Removing trees ---- */
-
-static int remove_tree(const char *path, char **error);
-
-static int remove_children(const char *path, char **error)
-{
-	DIR *dir = opendir(path);
-	if (!dir)
-		return set_error(error, "cannot open directory %s: %s", path, strerror(errno));
-
-	int status = 0;
-	struct dirent *entry;
-	while (status == 0 && (errno = 0, entry = readdir(dir)) != NULL) {
-		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-			continue;
-		char *child = xasprintf("%s/%s", path, entry->d_name);
-		status = remove_tree(child, error);
-		free(child);
-	}
-	if (status == 0 && errno != 0)
-		status = set_error(error, "cannot read directory %s: %s", path, strerror(errno));
-	closedir(dir);
-	return status;
-}
-
-/* Remove PATH and everything below it. A missing PATH is not an error. */
-static int remove_tree(const char *path, char **error)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return set_error(error, "cannot stat %s: %s", path, strerror(errno));
-	}
-
-	if (!S_ISDIR(st.st_mode)) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			return set_error(error, "cannot remove %s: %s", path, strerror(errno));
-		return 0;
-	}
-
-	if (remove_children(path, error) < 0)
-		return -1;
-	if (rmdir(path) < 0 && errno != ENOENT)
-		return set_error(error, "cannot remove directory %s: %s", path, strerror(errno));
-	return 0;
 }
 
 /* ---- Merging the deepest layers into one directory ---- */
@@ -282,80 +220,6 @@ static int copy_metadata(const char *src, const char *dst, const struct stat *st
 	if (utimensat(AT_FDCWD, dst, times, AT_SYMLINK_NOFOLLOW) < 0)
 		return set_error(error, "cannot set the times of %s: %s", dst, strerror(errno));
 	return 0;
-}
-
-static int copy_bytes(int in, int out)
-{
-	for (;;) {
-		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-		if (n == 0)
-			return 0;
-		if (n > 0)
-			continue;
-		if (errno == EINTR)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			return -1;
-		break;
-	}
-
-	/* copy_file_range is not supported between these file systems: copy through a buffer. */
-	char buffer[65536];
-	for (;;) {
-		ssize_t n = read(in, buffer, sizeof(buffer));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return (int)n;
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w = write(out, buffer + done, (size_t)(n - done));
-			if (w < 0 && errno != EINTR)
-				return -1;
-			if (w > 0)
-				done += w;
-		}
-	}
-}
-
-static int copy_regular(const char *src, const char *dst, char **error)
-{
-	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0)
-		return set_error(error, "cannot open %s: %s", src, strerror(errno));
-	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0) {
-		int err = errno;
-		close(in);
-		return set_error(error, "cannot create %s: %s", dst, strerror(err));
-	}
-
-	int status = 0;
-	if (copy_bytes(in, out) < 0)
-		status = set_error(error, "cannot copy %s to %s: %s", src, dst, strerror(errno));
-	close(in);
-	if (close(out) < 0 && status == 0)
-		status = set_error(error, "cannot write %s: %s", dst, strerror(errno));
-	return status;
-}
-
-static int copy_symlink(const char *src, const char *dst, const struct stat *st, char **error)
-{
-	size_t size = st->st_size > 0 ? (size_t)st->st_size + 1 : PATH_MAX;
-	char *target = xmalloc(size);
-	ssize_t len = readlink(src, target, size);
-	int status = 0;
-
-	if (len < 0) {
-		status = set_error(error, "cannot read symbolic link %s: %s", src, strerror(errno));
-	} else if ((size_t)len >= size) {
-		status = set_error(error, "symbolic link %s changed while being copied", src);
-	} else {
-		target[len] = '\0';
-		if (symlink(target, dst) < 0)
-			status = set_error(error, "cannot create symbolic link %s: %s", dst, strerror(errno));
-	}
-	free(target);
-	return status;
 }
 
 /*

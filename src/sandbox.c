@@ -59,21 +59,6 @@ static const char *const readonly_paths[] = {
 
 static const char *const namespaces[] = { "pid", "ipc", "uts", "mount", "network", "cgroup" };
 
-static int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Store a formatted message in *ERROR and return -1. */
-static int set_error(char **error, const char *fmt, ...)
-{
-	struct strbuf sb = { 0 };
-	va_list ap;
-
-	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	*error = strbuf_detach(&sb);
-	return -1;
-}
-
 /* ---- config.json ---- */
 
 /* A JSON array of STRINGS, or NULL if one is not valid UTF-8 (so json_pack fails on it). */

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "util.h"
 
 /* Written first into every key, so that a change of what a key covers can change every key. */
@@ -40,21 +41,6 @@
 #define MAX_STACKED_MOUNTS 16
 
 #define SECONDS_PER_DAY 86400.0
-
-static int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Store a formatted message in *ERROR and return -1. */
-static int set_error(char **error, const char *fmt, ...)
-{
-	struct strbuf sb = { 0 };
-	va_list ap;
-
-	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	*error = strbuf_detach(&sb);
-	return -1;
-}
 
 static bool is_layer_key(const char *s)
 {
@@ -74,40 +60,6 @@ static int check_key(const char *key, char **error)
 }
 
 /* ---- Directories ---- */
-
-static int make_dir(const char *path, char **error)
-{
-	struct stat st;
-
-	if (mkdir(path, 0755) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return set_error(error, "cannot create directory %s: %s", path, strerror(errno));
-	if (stat(path, &st) != 0)
-		return set_error(error, "cannot create directory %s: %s", path, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return set_error(error, "cannot create directory %s: a file of that name exists", path);
-	return 0;
-}
-
-/* Create PATH and its missing parents, as `mkdir -p` does. */
-static int make_dirs(const char *path, char **error)
-{
-	char *copy = xstrdup(path);
-	int status = 0;
-
-	for (char *p = copy + 1; *p && status == 0; p++) {
-		if (*p != '/' || p[-1] == '/')
-			continue;
-		*p = '\0';
-		status = make_dir(copy, error);
-		*p = '/';
-	}
-	if (status == 0)
-		status = make_dir(copy, error);
-	free(copy);
-	return status;
-}
 
 /* Flush DIR's entries (a new or renamed file in it) to disk. */
 static int sync_dir(const char *dir, char **error)
@@ -251,7 +203,7 @@ static int remove_entry_at(int parent_fd, const char *name, const char *path, co
 }
 
 /* Remove PATH and everything below it. PATH itself must not be a mount point. */
-static int remove_tree(const char *path, char **error)
+static int remove_store_tree(const char *path, char **error)
 {
 	struct stat st;
 
@@ -266,7 +218,7 @@ static void remove_tree_or_warn(const char *path)
 {
 	char *error = NULL;
 
-	if (remove_tree(path, &error) != 0) {
+	if (remove_store_tree(path, &error) != 0) {
 		warn("%s; the next run retries", error);
 		free(error);
 	}

@@ -92,6 +92,18 @@ char *xstrndup(const char *s, size_t len)
 	return p;
 }
 
+int set_error(char **error, const char *fmt, ...)
+{
+	struct strbuf sb = { 0 };
+	va_list ap;
+
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	*error = strbuf_detach(&sb);
+	return -1;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	struct strbuf sb = { 0 };

@@ -17,6 +17,9 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "obake: warning: MESSAGE" to stderr. A format ending in ':' appends strerror(errno). */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Store a formatted message in *ERROR (a new string for the caller to free) and return -1. */
+int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Allocation that dies on exhaustion instead of returning NULL. */
 void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);

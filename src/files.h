@@ -1,0 +1,32 @@
+/*
+ * Directory trees: creating, removing and copying them in-process. Running `mkdir -p`, `rm -rf`
+ * or `cp -R` through a shell would cost a process per call and break on paths that need quoting.
+ */
+#ifndef OBAKE_FILES_H
+#define OBAKE_FILES_H
+
+#include <sys/stat.h>
+
+/* Create PATH and its missing parents (mode 0755), as `mkdir -p` does. */
+int make_dirs(const char *path, char **error);
+
+/* Remove PATH and everything below it, without following symbolic links. A missing PATH is not an error. */
+int remove_tree(const char *path, char **error);
+
+/* Copy the rest of the file IN to OUT, from their current offsets; -1 with errno set on failure. */
+int copy_bytes(int in, int out);
+
+/* Copy the bytes of the regular file SRC to the new file DST, created with mode 0600. */
+int copy_regular(const char *src, const char *dst, char **error);
+
+/* Create DST as a symbolic link with the target of SRC, whose status is ST. */
+int copy_symlink(const char *src, const char *dst, const struct stat *st, char **error);
+
+/*
+ * Copy the tree SRC to the new path DST: directories, regular files with their permission bits,
+ * and symbolic links. Owners, times and extended attributes are not kept; other file types
+ * (devices, sockets, FIFOs) are an error, since they have no place in the trees copied here.
+ */
+int copy_tree(const char *src, const char *dst, char **error);
+
+#endif
