@@ -37,7 +37,7 @@ $(BUILD)/libobake.a: $(LIB_OBJ)
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/test_%: tests/test_%.c tests/harness.h $(BUILD)/libobake.a
+$(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libobake.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libobake.a $(LIBS)
 
 $(BUILD):

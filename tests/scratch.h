@@ -1,7 +1,7 @@
 /*
  * Scratch files for tests: a fresh directory under $OBAKE_TEST_TMP (made by tests/run, else /tmp),
- * writing and reading small files, and removing what a test made. Failures to set up mark the
- * running test as failed, so a test never goes on with a half-made tree unnoticed.
+ * nested directories, writing and reading small files, and removing what a test made. Failures to
+ * set up mark the running test as failed, so a test never goes on with a half-made tree unnoticed.
  */
 #ifndef OBAKE_TEST_SCRATCH_H
 #define OBAKE_TEST_SCRATCH_H
@@ -71,6 +71,43 @@ static inline bool scratch_write(const char *path, const char *data, size_t len)
 static inline bool scratch_write_text(const char *path, const char *text)
 {
 	return scratch_write(path, text, strlen(text));
+}
+
+/* Create PATH and its missing parents with mode 0755, as `mkdir -p` does. Any existing entry is accepted. */
+static inline bool scratch_make_dirs(const char *path)
+{
+	char *copy = strdup(path);
+	bool ok = copy != NULL;
+
+	for (char *p = copy; ok && *p; p++) {
+		if (*p != '/' || p == copy)
+			continue;
+		*p = '\0';
+		ok = mkdir(copy, 0755) == 0 || errno == EEXIST;
+		*p = '/';
+	}
+	ok = ok && (mkdir(copy, 0755) == 0 || errno == EEXIST);
+	if (!ok) {
+		fprintf(stderr, "%s: cannot create directory %s: %s\n", test_current_name, path, strerror(errno));
+		test_current_failed = true;
+	}
+	free(copy);
+	return ok;
+}
+
+/* Write TEXT to PATH as scratch_write_text does, creating the missing directories above PATH first. */
+static inline bool scratch_write_text_with_parents(const char *path, const char *text)
+{
+	char *parent = strdup(path);
+	char *slash = parent ? strrchr(parent, '/') : NULL;
+	bool ok = true;
+
+	if (slash && slash != parent) {
+		*slash = '\0';
+		ok = scratch_make_dirs(parent);
+	}
+	free(parent);
+	return ok && scratch_write_text(path, text);
 }
 
 /* The whole contents of PATH as a string, or NULL when it cannot be read. The caller frees it. */

@@ -5,6 +5,7 @@
  * Nothing here reaches the network.
  */
 #include "harness.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,23 +40,6 @@ static char *test_root;
 
 /* ---- Files and directories ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void remove_tree(const char *path)
-{
-	if (path)
-		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Make a new directory under the test root. The caller frees the path. */
 static char *new_dir(const char *name)
 {
@@ -67,41 +51,13 @@ static char *new_dir(const char *name)
 	return path;
 }
 
-static bool write_file(const char *path, const char *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	bool ok = f && fwrite(data, 1, len, f) == len;
-
-	if (f && fclose(f) != 0)
-		ok = false;
-	return ok;
-}
-
 /* Write DATA to DIR/NAME and return the path. The caller frees it. */
 static char *make_file(const char *dir, const char *name, const char *data)
 {
 	char *path = xasprintf("%s/%s", dir, name);
 
-	if (!write_file(path, data, strlen(data)))
-		fprintf(stderr, "%s: cannot write %s: %s\n", test_current_name, path, strerror(errno));
+	scratch_write_text(path, data);
 	return path;
-}
-
-/* Write DATA at PATH, creating the missing directories on the way. */
-static void make_file_at(const char *path, const char *data)
-{
-	char *copy = xstrdup(path);
-
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		mkdir(copy, 0755);
-		*p = '/';
-	}
-	free(copy);
-	if (!write_file(path, data, strlen(data)))
-		fprintf(stderr, "%s: cannot write %s: %s\n", test_current_name, path, strerror(errno));
 }
 
 static bool file_exists(const char *path)
@@ -111,22 +67,11 @@ static bool file_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-/* Return the contents of PATH, or NULL. The caller frees it. */
-static char *file_contents(const char *path)
-{
-	char *data = NULL;
-	size_t len;
-
-	if (read_file(path, &data, &len) < 0)
-		return NULL;
-	return data;
-}
-
 /* Return the contents of the cache file for CHECKSUM, or NULL. The caller frees it. */
 static char *cached_contents(const char *cache, const char *checksum)
 {
 	char *path = fetch_cache_path(cache, checksum);
-	char *data = path ? file_contents(path) : NULL;
+	char *data = path ? scratch_read_text(path) : NULL;
 
 	free(path);
 	return data;
@@ -192,7 +137,7 @@ static unsigned fetch_captured(const char *cache, const struct fetch_item *items
 	close(saved);
 
 	free(captured);
-	captured = file_contents(log_path);
+	captured = scratch_read_text(log_path);
 	if (!captured)
 		captured = xstrdup("");
 	free(log_path);
@@ -286,7 +231,7 @@ static void test_three_checksums_stored(void)
 	CHECK(stat(first_path, &first) == 0);
 	for (size_t i = 0; i < ARRAY_LEN(sums); i++) {
 		char *path = fetch_cache_path(cache, sums[i]);
-		char *data = file_contents(path);
+		char *data = scratch_read_text(path);
 		struct stat st;
 		CHECK_STR_EQ(data, "abc");
 		/* One file under three names: hard links, not copies. */
@@ -317,7 +262,7 @@ static void test_bare_md5_checksum(void)
 	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 0);
 	CHECK_INT_EQ(stats.downloaded, 1);
 	char *path = xasprintf("%s/md5/90/" ABC_MD5, cache);
-	char *data = file_contents(path);
+	char *data = scratch_read_text(path);
 	CHECK_STR_EQ(data, "abc");
 
 	free(data);
@@ -401,11 +346,11 @@ static void test_truncated_cache_file_refetched(void)
 	struct fetch_stats stats;
 	char *path = fetch_cache_path(cache, sums[0]);
 
-	make_file_at(path, "ab");
+	scratch_write_text_with_parents(path, "ab");
 	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 0);
 	CHECK_INT_EQ(stats.cached, 0);
 	CHECK_INT_EQ(stats.downloaded, 1);
-	char *data = file_contents(path);
+	char *data = scratch_read_text(path);
 	CHECK_STR_EQ(data, "abc");
 	char *expected = xasprintf("abc.1.0: removing %s from the cache because of a checksum mismatch", path);
 	CHECK(captured_contains(expected));
@@ -428,7 +373,7 @@ static void test_truncated_cache_file_without_source(void)
 	struct fetch_stats stats;
 	char *path = fetch_cache_path(cache, sums[0]);
 
-	make_file_at(path, "ab");
+	scratch_write_text_with_parents(path, "ab");
 	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 1);
 	CHECK_INT_EQ(stats.cached, 0);
 	CHECK_INT_EQ(stats.failed, 1);
@@ -449,7 +394,7 @@ static void test_cached_file_gains_missing_paths(void)
 	struct fetch_stats stats;
 	char *sha256_path = fetch_cache_path(cache, sums[1]);
 
-	make_file_at(sha256_path, "abc");
+	scratch_write_text_with_parents(sha256_path, "abc");
 	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 0);
 	CHECK_INT_EQ(stats.cached, 1);
 	char *data = cached_contents(cache, sums[0]);
@@ -472,7 +417,7 @@ static void test_cached_file_checked_against_all(void)
 	char *md5_path = fetch_cache_path(cache, sums[0]);
 
 	/* The cached file matches the sha256 but not the md5, so it is not the item's file. */
-	make_file_at(sha256_path, "abc");
+	scratch_write_text_with_parents(sha256_path, "abc");
 	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 1);
 	CHECK_INT_EQ(stats.cached, 0);
 	CHECK_INT_EQ(stats.failed, 1);
@@ -600,7 +545,7 @@ static void test_mirror_dir_used_first(void)
 	struct fetch_stats stats;
 
 	/* The mirror has the file only under its sha256, the URL not at all. */
-	make_file_at(mirror_file, "abc");
+	scratch_write_text_with_parents(mirror_file, "abc");
 	CHECK_INT_EQ(fetch_captured(cache, &item, 1, mirrors, 1, 1, &stats), 0);
 	CHECK_INT_EQ(stats.downloaded, 1);
 	CHECK_INT_EQ(stats.failed, 0);
@@ -629,7 +574,7 @@ static void test_mirror_url_used_first(void)
 	struct fetch_stats stats;
 
 	/* The first mirror lacks the file, so the second, a file:// URL with a trailing slash, serves it. */
-	make_file_at(mirror_file, "abc");
+	scratch_write_text_with_parents(mirror_file, "abc");
 	CHECK_INT_EQ(fetch_captured(cache, &item, 1, mirrors, 2, 1, &stats), 0);
 	CHECK_INT_EQ(stats.downloaded, 1);
 	char *data = cached_contents(cache, sums[0]);
@@ -680,7 +625,7 @@ static void test_bad_mirror_copy_skipped(void)
 	struct fetch_stats stats;
 
 	/* A tampered mirror copy is rejected with a warning, and the source URL serves the file. */
-	make_file_at(mirror_file, "abd");
+	scratch_write_text_with_parents(mirror_file, "abd");
 	CHECK_INT_EQ(fetch_captured(cache, &item, 1, mirrors, 1, 1, &stats), 0);
 	CHECK_INT_EQ(stats.downloaded, 1);
 	char *data = cached_contents(cache, sums[0]);
@@ -1013,7 +958,7 @@ static bool start_server(const char *root, struct http_server *server)
 			break;
 		}
 		usleep(100000);
-		port = file_contents(port_file);
+		port = scratch_read_text(port_file);
 	}
 	server->port = port ? atoi(port) : 0;
 	free(port);
@@ -1067,7 +1012,7 @@ static void check_parallel_cap(const char *root, const struct http_server *serve
 	CHECK_INT_EQ(fetch_captured(cache, items, ITEMS, NULL, 0, JOBS, &stats), 0);
 	CHECK_INT_EQ(stats.downloaded, ITEMS);
 	char *peak_path = xasprintf("%s/peak", root);
-	char *peak = file_contents(peak_path);
+	char *peak = scratch_read_text(peak_path);
 	CHECK(peak != NULL);
 	/* At least two at once shows that the transfers run in parallel. The exact peak depends on timing. */
 	int peak_count = peak ? atoi(peak) : 0;
@@ -1190,7 +1135,7 @@ int main(void)
 	RUN_TEST(test_http_server);
 
 	free(captured);
-	remove_tree(test_root);
+	scratch_remove(test_root);
 	free(test_root);
 	return test_summary();
 }

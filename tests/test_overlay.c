@@ -5,11 +5,11 @@
  * root and overlayfs; without them those tests are skipped.
  */
 #include "harness.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -25,58 +25,12 @@
 
 /* ---- Files and directories ---- */
 
-/* Make a new empty directory under $OBAKE_TEST_TMP (or /tmp). The caller frees the path. */
-static char *make_temp_dir(void)
-{
-	const char *base = getenv("OBAKE_TEST_TMP");
-	char *template = xasprintf("%s/overlay.XXXXXX", base && *base ? base : "/tmp");
-
-	if (!mkdtemp(template)) {
-		fprintf(stderr, "%s: mkdtemp %s: %s\n", test_current_name, template, strerror(errno));
-		free(template);
-		return NULL;
-	}
-	return template;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-/* Remove a test directory. FTW_MOUNT keeps a mount left behind by a failed test from being emptied. */
-static void remove_all(const char *path)
-{
-	nftw(path, remove_entry, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", test_current_name, path, strerror(errno));
-		test_current_failed = true;
-		return;
-	}
-	fputs(text, f);
-	fclose(f);
-}
-
 /* The contents of DIR/NAME, or NULL if it cannot be read. The caller frees the result. */
-static char *read_text(const char *dir, const char *name)
+static char *read_in(const char *dir, const char *name)
 {
 	char *path = xasprintf("%s/%s", dir, name);
-	char *data = NULL;
-	size_t len;
+	char *data = scratch_read_text(path);
 
-	if (read_file(path, &data, &len) < 0)
-		data = NULL;
 	free(path);
 	return data;
 }
@@ -110,7 +64,7 @@ static void make_subdir(const char *dir, const char *name)
 static void write_in(const char *dir, const char *name, const char *text)
 {
 	char *path = xasprintf("%s/%s", dir, name);
-	write_text(path, text);
+	scratch_write_text(path, text);
 	free(path);
 }
 
@@ -190,7 +144,7 @@ struct stack {
 
 static bool make_stack(struct stack *s, size_t count)
 {
-	s->root = make_temp_dir();
+	s->root = scratch_dir("overlay");
 	s->count = count;
 	s->layers = xcalloc(count, sizeof(*s->layers));
 	if (!s->root)
@@ -210,7 +164,7 @@ static bool make_stack(struct stack *s, size_t count)
 static void free_stack(struct stack *s)
 {
 	if (s->root)
-		remove_all(s->root);
+		scratch_remove(s->root);
 	for (size_t i = 0; i < s->count; i++)
 		free(s->layers[i]);
 	free(s->layers);
@@ -252,7 +206,7 @@ static void fill_three_layers(struct stack *s)
 
 static void check_three_layers(const struct overlay *o)
 {
-	char *a = read_text(o->merged, "a"), *b = read_text(o->merged, "b"), *c = read_text(o->merged, "c");
+	char *a = read_in(o->merged, "a"), *b = read_in(o->merged, "b"), *c = read_in(o->merged, "c");
 
 	CHECK_STR_EQ(a, "top");
 	CHECK_STR_EQ(b, "middle");
@@ -353,13 +307,13 @@ static void test_mount_failure_cleans_up(void)
 /* A lower layer that is not a directory is rejected with its path. */
 static void test_mount_rejects_file_lower(void)
 {
-	char *root = make_temp_dir();
+	char *root = scratch_dir("overlay");
 	if (!root) {
 		test_current_failed = true;
 		return;
 	}
 	char *file = xasprintf("%s/not-a-directory", root);
-	write_text(file, "x");
+	scratch_write_text(file, "x");
 
 	struct overlay o;
 	char *error = NULL;
@@ -411,8 +365,8 @@ static void test_writes_land_in_upper(void)
 	CHECK_INT_EQ(unlink(b_path), 0);
 	free(b_path);
 
-	char *upper_new = read_text(o.upper, "new"), *upper_c = read_text(o.upper, "c");
-	char *base_c = read_text(s.layers[2], "c"), *middle_b = read_text(s.layers[1], "b");
+	char *upper_new = read_in(o.upper, "new"), *upper_c = read_in(o.upper, "c");
+	char *base_c = read_in(s.layers[2], "c"), *middle_b = read_in(s.layers[1], "b");
 	CHECK_STR_EQ(upper_new, "written");
 	CHECK_STR_EQ(upper_c, "changed");
 	CHECK(is_whiteout(o.upper, "b"));
@@ -427,7 +381,7 @@ static void test_writes_land_in_upper(void)
 	free(middle_b);
 
 	unmount(&o, false);
-	char *kept_file = o.upper ? read_text(o.upper, "new") : NULL;
+	char *kept_file = o.upper ? read_in(o.upper, "new") : NULL;
 	CHECK_STR_EQ(kept_file, "written");
 	free(kept_file);
 	free(o.upper);
@@ -504,9 +458,9 @@ static void fill_deep_layers(struct stack *s)
 
 static void check_deep_merged_view(const struct overlay *o)
 {
-	char *deepest = read_text(o->merged, "deepest"), *shared = read_text(o->merged, "shared");
-	char *f0 = read_text(o->merged, "f0"), *f599 = read_text(o->merged, "f599");
-	char *sym = read_text(o->merged, "sym");
+	char *deepest = read_in(o->merged, "deepest"), *shared = read_in(o->merged, "shared");
+	char *f0 = read_in(o->merged, "f0"), *f599 = read_in(o->merged, "f599");
+	char *sym = read_in(o->merged, "sym");
 
 	CHECK_STR_EQ(deepest, "deepest");
 	CHECK_STR_EQ(shared, "0");

@@ -4,12 +4,12 @@
  * repositories, hostile files, and the exit statuses of `obake check` and `obake list`.
  */
 #include "harness.h"
+#include "scratch.h"
 
 #include "fixtures.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -39,77 +39,12 @@
 
 /* ---- Files and directories ---- */
 
-/* Make a new empty directory under $OBAKE_TEST_TMP (or /tmp). The caller frees the path. */
-static char *make_temp_dir(void)
-{
-	const char *base = getenv("OBAKE_TEST_TMP");
-	char *template = xasprintf("%s/repo.XXXXXX", base && *base ? base : "/tmp");
-
-	if (!mkdtemp(template)) {
-		fprintf(stderr, "%s: mkdtemp %s: %s\n", test_current_name, template, strerror(errno));
-		free(template);
-		return NULL;
-	}
-	return template;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-/* Remove PATH and everything below it, without following symbolic links. */
-static void remove_tree(const char *path)
-{
-	if (path)
-		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Create PATH and its missing parents. */
-static bool make_dirs(const char *path)
-{
-	char *copy = xstrdup(path);
-
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
-			free(copy);
-			return false;
-		}
-		*p = '/';
-	}
-	bool made = mkdir(copy, 0755) == 0 || errno == EEXIST;
-	free(copy);
-	return made;
-}
-
-static bool write_file(const char *path, const char *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", test_current_name, path, strerror(errno));
-		return false;
-	}
-	bool written = fwrite(data, 1, len, f) == len;
-	return fclose(f) == 0 && written;
-}
-
 /* Create REPO/packages/NAME/DIRNAME and return its path, which the caller frees. */
 static char *make_version_dir(const char *repo, const char *name, const char *dirname)
 {
 	char *dir = xasprintf("%s/packages/%s/%s", repo, name, dirname);
 
-	if (!make_dirs(dir)) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", test_current_name, dir, strerror(errno));
+	if (!scratch_make_dirs(dir)) {
 		free(dir);
 		return NULL;
 	}
@@ -125,7 +60,7 @@ static bool add_opam_bytes(const char *repo, const char *name, const char *versi
 
 	if (dir) {
 		char *path = xasprintf("%s/opam", dir);
-		written = write_file(path, text, len);
+		written = scratch_write(path, text, len);
 		free(path);
 	}
 	free(dir);
@@ -485,8 +420,8 @@ static void test_round_trip_2024(void)
  */
 static bool make_two_repositories(char *dirs[2])
 {
-	dirs[0] = make_temp_dir();
-	dirs[1] = make_temp_dir();
+	dirs[0] = scratch_dir("repo");
+	dirs[1] = scratch_dir("repo");
 	if (!dirs[0] || !dirs[1])
 		return false;
 	return add_opam(dirs[0], "foo", "1", "opam-version: \"2.0\"\nsynopsis: \"first\"\n") &&
@@ -499,7 +434,7 @@ static bool make_two_repositories(char *dirs[2])
 static void release_two_repositories(char *dirs[2])
 {
 	for (int i = 0; i < 2; i++) {
-		remove_tree(dirs[i]);
+		scratch_remove(dirs[i]);
 		free(dirs[i]);
 	}
 }
@@ -616,7 +551,7 @@ static void test_repos_second_only(void)
 /* Versions spelled differently but equal in opam's order: the first repository's directory is kept, silently. */
 static void test_repos_equal_versions(void)
 {
-	char *dirs[2] = { make_temp_dir(), make_temp_dir() };
+	char *dirs[2] = { scratch_dir("repo"), scratch_dir("repo") };
 	bool made = dirs[0] && dirs[1] && add_opam(dirs[0], "foo", "1.0", "synopsis: \"first\"\n") &&
 		    add_opam(dirs[1], "foo", "01.0", "synopsis: \"second\"\n");
 	if (!made) {
@@ -668,12 +603,12 @@ static void test_repos_same_twice(void)
 /* Several directories of one repository whose versions compare equal: the byte-wise first is kept. */
 static void test_repos_equal_in_one(void)
 {
-	char *repo = make_temp_dir();
+	char *repo = scratch_dir("repo");
 	bool made = repo && add_opam(repo, "foo", "1.0", "synopsis: \"1.0\"\n") &&
 		    add_opam(repo, "foo", "1.00", "synopsis: \"1.00\"\n") &&
 		    add_opam(repo, "foo", "01.0", "synopsis: \"01.0\"\n");
 	if (!made) {
-		remove_tree(repo);
+		scratch_remove(repo);
 		free(repo);
 		SKIP("cannot create the repository");
 	}
@@ -694,7 +629,7 @@ static void test_repos_equal_in_one(void)
 
 	repo_index_release(&idx);
 	diag_list_release(&diags);
-	remove_tree(repo);
+	scratch_remove(repo);
 	free(repo);
 }
 
@@ -703,10 +638,10 @@ static void test_repos_equal_in_one(void)
 /* A repository with one ordinary package, good.1, to show that a load goes on past bad files. */
 static char *make_repository(void)
 {
-	char *repo = make_temp_dir();
+	char *repo = scratch_dir("repo");
 
 	if (repo && !add_opam(repo, "good", "1", "opam-version: \"2.0\"\navailable: os = \"linux\"\n")) {
-		remove_tree(repo);
+		scratch_remove(repo);
 		free(repo);
 		return NULL;
 	}
@@ -715,7 +650,7 @@ static char *make_repository(void)
 
 static void drop_repository(char *repo)
 {
-	remove_tree(repo);
+	scratch_remove(repo);
 	free(repo);
 }
 
@@ -758,7 +693,7 @@ static void test_hostile_empty_file(void)
 
 static void test_hostile_empty_packages(void)
 {
-	char *repo = make_temp_dir();
+	char *repo = scratch_dir("repo");
 	char *packages = repo ? xasprintf("%s/packages", repo) : NULL;
 	if (!packages || mkdir(packages, 0755) < 0) {
 		free(packages);
@@ -1231,7 +1166,7 @@ static void test_hostile_missing_opam(void)
 
 static void test_hostile_missing_repository(void)
 {
-	char *base = make_temp_dir();
+	char *base = scratch_dir("repo");
 	if (!base)
 		SKIP("cannot create a temporary directory");
 	char *missing = xasprintf("%s/does-not-exist", base);
@@ -1250,7 +1185,7 @@ static void test_hostile_missing_repository(void)
 	repo_index_release(&idx);
 	diag_list_release(&diags);
 	free(missing);
-	remove_tree(base);
+	scratch_remove(base);
 	free(base);
 }
 
@@ -1279,11 +1214,11 @@ static void test_hostile_missing_second(void)
 
 static void test_hostile_no_packages_dir(void)
 {
-	char *repo = make_temp_dir();
+	char *repo = scratch_dir("repo");
 	if (!repo)
 		SKIP("cannot create a temporary directory");
 	char *readme = xasprintf("%s/README.md", repo);
-	write_file(readme, "not a repository\n", 17);
+	scratch_write(readme, "not a repository\n", 17);
 
 	struct repo_index idx;
 	struct diag_list diags = { 0 };
@@ -1340,7 +1275,7 @@ static void test_hostile_symlink_loops(void)
 	char *self_dir = repo ? make_version_dir(repo, "self", "self.1") : NULL;
 	char *self_opam = self_dir ? xasprintf("%s/opam", self_dir) : NULL;
 	char *package_loop = repo ? xasprintf("%s/packages/ring", repo) : NULL;
-	bool made = self_opam && make_dirs(loop_parent) && symlink("loop.1", loop_dir) == 0 &&
+	bool made = self_opam && scratch_make_dirs(loop_parent) && symlink("loop.1", loop_dir) == 0 &&
 		    symlink("opam", self_opam) == 0 && symlink("ring", package_loop) == 0;
 	if (!made) {
 		free(loop_parent);
@@ -1428,8 +1363,8 @@ static void test_hostile_fifo(void)
 	char *package_fifo = repo ? xasprintf("%s/packages/fifodir", repo) : NULL;
 	char *version_parent = repo ? xasprintf("%s/packages/fifover", repo) : NULL;
 	char *version_fifo = repo ? xasprintf("%s/packages/fifover/fifover.1", repo) : NULL;
-	bool made = path && mkfifo(path, 0644) == 0 && mkfifo(package_fifo, 0644) == 0 && make_dirs(version_parent) &&
-		    mkfifo(version_fifo, 0644) == 0;
+	bool made = path && mkfifo(path, 0644) == 0 && mkfifo(package_fifo, 0644) == 0 &&
+		    scratch_make_dirs(version_parent) && mkfifo(version_fifo, 0644) == 0;
 
 	if (made)
 		check_load_in_child(repo, &path, 1);
@@ -1451,7 +1386,7 @@ static void test_hostile_special_files(void)
 	char *dir_path = repo ? xasprintf("%s/packages/isdir/isdir.1/opam", repo) : NULL;
 	char *device_dir = repo ? make_version_dir(repo, "device", "device.1") : NULL;
 	char *device_path = device_dir ? xasprintf("%s/opam", device_dir) : NULL;
-	bool made = device_path && make_dirs(dir_path) && symlink("/dev/zero", device_path) == 0;
+	bool made = device_path && scratch_make_dirs(dir_path) && symlink("/dev/zero", device_path) == 0;
 
 	if (made) {
 		char *paths[] = { dir_path, device_path };
@@ -1484,7 +1419,7 @@ static void test_hostile_bad_dir_name(void)
 	char *opam_files[] = { other, no_dot, prefix, bad_name };
 	for (size_t i = 0; i < ARRAY_LEN(opam_files); i++) {
 		char *path = xasprintf("%s/opam", opam_files[i]);
-		write_file(path, "opam-version: \"2.0\"\n", 20);
+		scratch_write(path, "opam-version: \"2.0\"\n", 20);
 		free(path);
 	}
 
@@ -1726,7 +1661,7 @@ static void test_cli_missing_repository(void)
 	const char *obake = obake_binary();
 	if (!obake)
 		SKIP("OBAKE is not set to the obake binary (make check sets it)");
-	char *base = make_temp_dir();
+	char *base = scratch_dir("repo");
 	if (!base)
 		SKIP("cannot create a temporary directory");
 
@@ -1739,7 +1674,7 @@ static void test_cli_missing_repository(void)
 	free(output);
 	free(command);
 	free(missing);
-	remove_tree(base);
+	scratch_remove(base);
 	free(base);
 }
 

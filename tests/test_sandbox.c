@@ -5,12 +5,12 @@
  * and a static /bin/busybox, and are skipped without them.
  */
 #include "harness.h"
+#include "scratch.h"
 
 #include <arpa/inet.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,55 +36,6 @@ static const char *const applets[] = {
 };
 
 /* ---- Files and directories ---- */
-
-/* Make a new empty directory under $OBAKE_TEST_TMP (or /tmp). The caller frees the path. */
-static char *make_temp_dir(void)
-{
-	const char *base = getenv("OBAKE_TEST_TMP");
-	char *template = xasprintf("%s/sandbox.XXXXXX", base && *base ? base : "/tmp");
-
-	if (!mkdtemp(template)) {
-		fprintf(stderr, "%s: mkdtemp %s: %s\n", test_current_name, template, strerror(errno));
-		free(template);
-		return NULL;
-	}
-	return template;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-/* Remove a test directory. FTW_MOUNT keeps a mount left behind by a failed test from being emptied. */
-static void remove_all(const char *path)
-{
-	nftw(path, remove_entry, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static bool write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", test_current_name, path, strerror(errno));
-		return false;
-	}
-	fputs(text, f);
-	return fclose(f) == 0;
-}
-
-static char *read_text(const char *path)
-{
-	char *data = NULL;
-	size_t len;
-	return read_file(path, &data, &len) < 0 ? NULL : data;
-}
 
 /* True if TEXT is not NULL and contains PART. */
 static bool contains(const char *text, const char *part)
@@ -211,7 +162,8 @@ static bool build_rootfs(const char *root)
 
 	bool ok = mkdir(root, 0755) == 0 && make_dirs_in(root, dirs, ARRAY_LEN(dirs)) && copy_busybox(busybox) &&
 		  link_applets(root) &&
-		  write_text(passwd, "root:x:0:0:root:/:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/sh\n") &&
+		  scratch_write_text(passwd,
+				     "root:x:0:0:root:/:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/sh\n") &&
 		  chown(home, BUILD_UID, BUILD_GID) == 0 && chmod(tmp, 01777) == 0;
 	free(tmp);
 	free(busybox);
@@ -236,7 +188,7 @@ static const char *sandbox_unavailable(void)
 	if (!is_static_elf(BUSYBOX))
 		return reason = "no static " BUSYBOX " (install the Debian package busybox-static)";
 
-	fixture_dir = make_temp_dir();
+	fixture_dir = scratch_dir("sandbox");
 	rootfs = fixture_dir ? xasprintf("%s/rootfs", fixture_dir) : NULL;
 	if (!rootfs || !build_rootfs(rootfs))
 		return reason = "cannot build the test root file system";
@@ -273,7 +225,7 @@ static struct sandbox_spec build_spec(const char *const *argv)
 
 static bool prepare_run(struct run *r)
 {
-	*r = (struct run){ .dir = make_temp_dir() };
+	*r = (struct run){ .dir = scratch_dir("sandbox") };
 	if (!r->dir)
 		return false;
 	r->bundle = xasprintf("%s/bundle", r->dir);
@@ -288,13 +240,13 @@ static void execute(struct run *r, struct sandbox_spec *spec)
 	r->status = sandbox_run(spec, r->bundle, &r->result, &r->error);
 	if (r->status < 0)
 		fprintf(stderr, "%s: sandbox_run: %s\n", test_current_name, r->error);
-	r->log = read_text(r->log_path);
+	r->log = scratch_read_text(r->log_path);
 }
 
 static void free_run(struct run *r)
 {
 	if (r->dir)
-		remove_all(r->dir);
+		scratch_remove(r->dir);
 	free(r->dir);
 	free(r->bundle);
 	free(r->log_path);
@@ -319,7 +271,7 @@ static void run_script(struct run *r, const char *script)
 static json_t *load_config(const struct sandbox_spec *spec, char **dir)
 {
 	char *error = NULL;
-	*dir = make_temp_dir();
+	*dir = scratch_dir("sandbox");
 	if (!*dir)
 		return NULL;
 	if (sandbox_write_config(spec, *dir, &error) < 0) {
@@ -434,7 +386,7 @@ static void test_config_describes_spec(void)
 	}
 	json_decref(config);
 	if (dir)
-		remove_all(dir);
+		scratch_remove(dir);
 	free(dir);
 }
 
@@ -473,7 +425,7 @@ static void test_config_namespaces_and_mounts(void)
 	}
 	json_decref(config);
 	if (dir)
-		remove_all(dir);
+		scratch_remove(dir);
 	free(dir);
 }
 
@@ -496,7 +448,7 @@ static void test_config_root_capabilities(void)
 	}
 	json_decref(config);
 	if (dir)
-		remove_all(dir);
+		scratch_remove(dir);
 	free(dir);
 }
 
@@ -578,7 +530,7 @@ static void test_log_gets_output(void)
 	struct run r;
 	const char *argv[] = { "/bin/sh", "-c", "echo out; echo err >&2", NULL };
 	struct sandbox_spec spec = build_spec(argv);
-	if (prepare_run(&r) && write_text(r.log_path, "before\n")) {
+	if (prepare_run(&r) && scratch_write_text(r.log_path, "before\n")) {
 		execute(&r, &spec);
 		CHECK_INT_EQ(r.result.exit_code, 0);
 		/*
@@ -719,7 +671,7 @@ static void test_readonly_bind_mount(void)
 	char *ro = xasprintf("%s/ro", r.dir), *rw = xasprintf("%s/rw", r.dir), *data = xasprintf("%s/ro/data", r.dir);
 	CHECK(make_shared_dir(ro));
 	CHECK(make_shared_dir(rw));
-	CHECK(write_text(data, "ro-data\n"));
+	CHECK(scratch_write_text(data, "ro-data\n"));
 	const struct sandbox_mount mounts[] = { { ro, "/mnt/ro", true }, { rw, "/mnt/rw", false } };
 	spec.mounts = mounts;
 	spec.mount_count = 2;
@@ -761,7 +713,7 @@ static bool memory_cgroup_available(void)
 	if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0)
 		return true;
 
-	char *controllers = read_text("/sys/fs/cgroup/cgroup.controllers");
+	char *controllers = scratch_read_text("/sys/fs/cgroup/cgroup.controllers");
 	bool found = controllers && strstr(controllers, "memory");
 	free(controllers);
 	return found;
@@ -836,7 +788,7 @@ static void *run_in_thread(void *arg)
 static bool wait_for_log_text(const char *path, const char *text, int seconds)
 {
 	for (int i = 0; i < seconds * 20; i++) {
-		char *log = read_text(path);
+		char *log = scratch_read_text(path);
 		bool found = log && strstr(log, text);
 		free(log);
 		if (found)
@@ -982,7 +934,7 @@ int main(void)
 	RUN_TEST(test_no_containers_left);
 
 	if (fixture_dir)
-		remove_all(fixture_dir);
+		scratch_remove(fixture_dir);
 	free(fixture_dir);
 	free(rootfs);
 	return test_summary();

@@ -3,6 +3,7 @@
  * removal of the leftovers of killed runs, several processes building one key, and pruning.
  */
 #include "harness.h"
+#include "scratch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -43,21 +44,10 @@ static void check_contains(const char *text, const char *needle, const char *exp
 
 /* ---- Files and directories ---- */
 
-/* Make a new empty directory under $OBAKE_TEST_TMP (or /tmp). The caller frees the path. */
-static char *make_temp_dir(void)
-{
-	const char *base = getenv("OBAKE_TEST_TMP");
-	char *template = xasprintf("%s/store.XXXXXX", base && *base ? base : "/tmp");
-
-	if (!mkdtemp(template)) {
-		fprintf(stderr, "%s: mkdtemp %s: %s\n", test_current_name, template, strerror(errno));
-		free(template);
-		return NULL;
-	}
-	return template;
-}
-
-/* Delete DIR, including the read-only entries some tests make, and free the path. */
+/*
+ * Delete DIR and free the path. Unlike scratch_remove, this first gives every entry u+rwx, so the
+ * read-only directories some tests make are removed even when the tests do not run as root.
+ */
 static void remove_temp_dir(char *dir)
 {
 	if (!dir)
@@ -67,33 +57,6 @@ static void remove_temp_dir(char *dir)
 		fprintf(stderr, "%s: cannot remove %s\n", test_current_name, dir);
 	free(command);
 	free(dir);
-}
-
-static bool write_file(const char *path, const char *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f) {
-		fprintf(stderr, "%s: cannot create %s: %s\n", test_current_name, path, strerror(errno));
-		return false;
-	}
-	bool ok = fwrite(data, 1, len, f) == len;
-	return fclose(f) == 0 && ok;
-}
-
-static bool write_text(const char *path, const char *text)
-{
-	return write_file(path, text, strlen(text));
-}
-
-static char *read_text(const char *path)
-{
-	char *data = NULL;
-	size_t len;
-
-	if (read_file(path, &data, &len) != 0)
-		return NULL;
-	return data;
 }
 
 static bool path_exists(const char *path)
@@ -136,8 +99,8 @@ static char *make_package(const char *dir)
 	char *b = xasprintf("%s/b.patch", sub);
 
 	bool ok = mkdir(pkg, 0755) == 0 && mkdir(files, 0755) == 0 && mkdir(sub, 0755) == 0 &&
-		  write_text(opam, "opam-version: \"2.0\"\nbuild: [make]\n") && write_text(a, "--- a\n+++ b\n") &&
-		  write_text(b, "patch b\n");
+		  scratch_write_text(opam, "opam-version: \"2.0\"\nbuild: [make]\n") &&
+		  scratch_write_text(a, "--- a\n+++ b\n") && scratch_write_text(b, "patch b\n");
 	free(files);
 	free(sub);
 	free(opam);
@@ -170,7 +133,7 @@ static void key_after_write(const char *pkg, const char *relative, const char *t
 {
 	char *path = xasprintf("%s/%s", pkg, relative);
 
-	if (!write_text(path, text))
+	if (!scratch_write_text(path, text))
 		key[0] = '\0';
 	else
 		default_key(pkg, key);
@@ -215,7 +178,7 @@ static bool publish(const struct store *s, const char *key, const struct test_la
 	char *fs = xasprintf("%s/fs", tmp), *data_path = xasprintf("%s/fs/data", tmp);
 	char *data = xmalloc(layer->data_bytes + 1);
 	memset(data, 'x', layer->data_bytes);
-	bool ok = mkdir(fs, 0755) == 0 && write_file(data_path, data, layer->data_bytes);
+	bool ok = mkdir(fs, 0755) == 0 && scratch_write(data_path, data, layer->data_bytes);
 	free(data);
 	free(fs);
 	free(data_path);
@@ -297,7 +260,7 @@ static struct prune_run run_prune(const struct store *s, double days, unsigned l
 	if (run.removed < 0 && error)
 		fprintf(stderr, "%s: store_prune: %s\n", test_current_name, error);
 	free(error);
-	run.output = read_text(out_path);
+	run.output = scratch_read_text(out_path);
 	if (!run.output)
 		run.output = xstrdup("");
 	unlink(out_path);
@@ -364,7 +327,7 @@ static bool stop_lock_holder(struct lock_holder *holder)
 
 static void test_key_is_stable_hex(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char first[LAYER_KEY_SIZE], second[LAYER_KEY_SIZE];
 
@@ -384,7 +347,7 @@ static void test_key_is_stable_hex(void)
 
 static void test_key_changes_with_inputs(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char original[LAYER_KEY_SIZE], changed[LAYER_KEY_SIZE];
 
@@ -432,11 +395,12 @@ static char *make_package_in_order(const char *dir, const char *name, const char
 {
 	char *pkg = xasprintf("%s/%s", dir, name), *files = xasprintf("%s/files", pkg);
 	char *opam = xasprintf("%s/opam", pkg);
-	bool ok = mkdir(pkg, 0755) == 0 && mkdir(files, 0755) == 0 && write_text(opam, "opam-version: \"2.0\"\n");
+	bool ok = mkdir(pkg, 0755) == 0 && mkdir(files, 0755) == 0 &&
+		  scratch_write_text(opam, "opam-version: \"2.0\"\n");
 
 	for (size_t i = 0; ok && i < file_count; i++) {
 		char *path = xasprintf("%s/%s", files, order[i]);
-		ok = write_text(path, order[i]);
+		ok = scratch_write_text(path, order[i]);
 		free(path);
 	}
 	free(files);
@@ -453,7 +417,7 @@ static void test_key_ignores_creation_order(void)
 {
 	static const char *const forward[] = { "a.patch", "b.patch", "c.patch", "d.patch", "e.patch" };
 	static const char *const backward[] = { "e.patch", "d.patch", "c.patch", "b.patch", "a.patch" };
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *first = dir ? make_package_in_order(dir, "first", forward, ARRAY_LEN(forward)) : NULL;
 	char *second = dir ? make_package_in_order(dir, "second", backward, ARRAY_LEN(backward)) : NULL;
 	char first_key[LAYER_KEY_SIZE], second_key[LAYER_KEY_SIZE];
@@ -473,7 +437,7 @@ static void test_key_ignores_creation_order(void)
 
 static void test_key_dependencies_base_settings(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char a[LAYER_KEY_SIZE], b[LAYER_KEY_SIZE], c[LAYER_KEY_SIZE];
 	char with_ab[LAYER_KEY_SIZE], with_ba[LAYER_KEY_SIZE], with_ac[LAYER_KEY_SIZE], other[LAYER_KEY_SIZE];
@@ -509,7 +473,7 @@ static void test_key_dependencies_base_settings(void)
 
 static void test_key_length_prefixes(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char first[LAYER_KEY_SIZE], second[LAYER_KEY_SIZE];
 	char *error = NULL;
@@ -525,10 +489,10 @@ static void test_key_length_prefixes(void)
 
 	/* The boundary between a file's path and its contents. */
 	char *ab = xasprintf("%s/files/ab", pkg), *a = xasprintf("%s/files/a", pkg);
-	CHECK(write_text(ab, "c"));
+	CHECK(scratch_write_text(ab, "c"));
 	default_key(pkg, first);
 	unlink(ab);
-	CHECK(write_text(a, "bc"));
+	CHECK(scratch_write_text(a, "bc"));
 	default_key(pkg, second);
 	unlink(a);
 	CHECK(strcmp(first, second) != 0);
@@ -541,12 +505,12 @@ static void test_key_length_prefixes(void)
 
 static void test_key_without_files_dir(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? xasprintf("%s/pkg", dir) : NULL;
 	char *opam = pkg ? xasprintf("%s/opam", pkg) : NULL;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 
-	if (!opam || mkdir(pkg, 0755) != 0 || !write_text(opam, "opam-version: \"2.0\"\n")) {
+	if (!opam || mkdir(pkg, 0755) != 0 || !scratch_write_text(opam, "opam-version: \"2.0\"\n")) {
 		CHECK(!"cannot make the package");
 	} else {
 		CHECK_INT_EQ(store_layer_key(pkg, NULL, 0, base_key, base_settings, key, &error), 0);
@@ -560,7 +524,7 @@ static void test_key_without_files_dir(void)
 
 static void test_key_unreadable_file_error(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 
@@ -603,7 +567,7 @@ static void test_key_unreadable_file_error(void)
 
 static void test_key_rejects_invalid_dependency(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *pkg = dir ? make_package(dir) : NULL;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	const char *deps[] = { "not-a-key" };
@@ -624,7 +588,7 @@ static void test_key_rejects_invalid_dependency(void)
 
 static void test_publish_read_success(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], dep[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -668,7 +632,7 @@ static void test_publish_read_success(void)
 
 static void test_publish_read_failure(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -693,7 +657,7 @@ static void test_publish_read_failure(void)
 
 static void test_read_missing_layer(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -725,7 +689,7 @@ static void test_read_invalid_layer_json(void)
 		"{\"status\": \"success\", \"exit_code\": 0, \"dependencies\": [], \"build_seconds\": 1, "
 		"\"created\": \"x\"}",
 	};
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE];
 	struct layer_info info;
@@ -747,7 +711,7 @@ static void test_read_invalid_layer_json(void)
 
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		error = NULL;
-		CHECK(write_text(json, bad[i]));
+		CHECK(scratch_write_text(json, bad[i]));
 		CHECK_INT_EQ(store_read_layer(&s, key, &info, &error), -1);
 		CHECK_CONTAINS(error, json);
 		CHECK_INT_EQ(info.status, LAYER_MISSING);
@@ -762,7 +726,7 @@ static void test_read_invalid_layer_json(void)
 
 static void test_publish_existing_keeps_first(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -786,7 +750,7 @@ static void test_publish_existing_keeps_first(void)
 
 static void test_publish_invalid_releases_lock(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL, *tmp = NULL;
 
@@ -820,7 +784,7 @@ static void test_publish_invalid_releases_lock(void)
 
 static void test_begin_rejects_invalid_key(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char *error = NULL, *tmp = NULL;
 
@@ -839,7 +803,7 @@ static void test_begin_rejects_invalid_key(void)
 
 static void test_open_rejects_invalid_platform(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char *error = NULL;
 
@@ -854,7 +818,7 @@ static void test_open_rejects_invalid_platform(void)
 
 static void test_open_creates_nested_root(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	char *root = xasprintf("%s/a/b/store", dir), *error = NULL;
 	struct store s;
 
@@ -876,9 +840,9 @@ static bool make_read_only_tree(const char *path)
 {
 	char *ro = xasprintf("%s/ro", path), *file = xasprintf("%s/ro/file", path);
 	char *closed = xasprintf("%s/closed", path), *inner = xasprintf("%s/closed/inner", path);
-	bool ok = mkdir(path, 0755) == 0 && mkdir(ro, 0755) == 0 && write_text(file, "data") &&
+	bool ok = mkdir(path, 0755) == 0 && mkdir(ro, 0755) == 0 && scratch_write_text(file, "data") &&
 		  chmod(file, 0444) == 0 && chmod(ro, 0555) == 0 && mkdir(closed, 0755) == 0 &&
-		  write_text(inner, "data") && chmod(closed, 0) == 0;
+		  scratch_write_text(inner, "data") && chmod(closed, 0) == 0;
 
 	free(ro);
 	free(file);
@@ -889,7 +853,7 @@ static bool make_read_only_tree(const char *path)
 
 static void test_open_removes_killed_build(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], other[LAYER_KEY_SIZE];
 
@@ -909,7 +873,7 @@ static void test_open_removes_killed_build(void)
 	CHECK(mkdir(tmp, 0755) == 0);
 	CHECK(make_read_only_tree(tmp_fs));
 	CHECK(mkdir(prune_tmp, 0755) == 0);
-	CHECK(write_text(lock, ""));
+	CHECK(scratch_write_text(lock, ""));
 	CHECK(mkdir(unrelated, 0755) == 0);
 	store_close(&s);
 
@@ -929,7 +893,7 @@ static void test_open_removes_killed_build(void)
 
 static void test_open_keeps_locked_tmp_dir(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE];
 	struct lock_holder holder;
@@ -962,7 +926,7 @@ static void test_open_keeps_locked_tmp_dir(void)
 
 static void test_open_unmounts_leftover_mount(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE];
 
@@ -988,7 +952,7 @@ static void test_open_unmounts_leftover_mount(void)
 		test_current_skipped = true;
 		return;
 	}
-	CHECK(write_text(inside, "data"));
+	CHECK(scratch_write_text(inside, "data"));
 	store_close(&s);
 	CHECK(open_store(&s, dir));
 	CHECK(!path_exists(tmp));
@@ -1004,7 +968,7 @@ static void test_open_unmounts_leftover_mount(void)
 /* A bind mount of a directory on the same file system keeps st_dev, so only its mount ID shows it. */
 static void test_open_keeps_bind_mounted_files(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE];
 
@@ -1017,7 +981,7 @@ static void test_open_keeps_bind_mounted_files(void)
 	char *precious = xasprintf("%s/precious", dir), *kept = xasprintf("%s/precious/kept", dir);
 	char *tmp = xasprintf("%s/tmp-%s-99999-abcdef", s.dir, key), *bound = xasprintf("%s/bound", tmp);
 	CHECK(mkdir(precious, 0755) == 0);
-	CHECK(write_text(kept, "data"));
+	CHECK(scratch_write_text(kept, "data"));
 	CHECK(mkdir(tmp, 0755) == 0);
 	CHECK(mkdir(bound, 0755) == 0);
 	if (mount(precious, bound, NULL, MS_BIND, NULL) != 0) {
@@ -1111,7 +1075,7 @@ static int run_race(const char *dir, const char *key, const char *results, bool 
 
 static void test_racing_builds_publish_once(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -1128,7 +1092,7 @@ static void test_racing_builds_publish_once(void)
 	CHECK_INT_EQ(info.status, LAYER_SUCCESS);
 	layer_info_release(&info);
 	/* The second process waited for the lock, then found the layer published. */
-	char *text = read_text(results);
+	char *text = scratch_read_text(results);
 	CHECK_INT_EQ(count_substrings(text, "built\n"), 1);
 	CHECK_INT_EQ(count_substrings(text, "cached\n"), 1);
 	CHECK_INT_EQ(count_entries(s.dir, "tmp-"), 0);
@@ -1140,7 +1104,7 @@ static void test_racing_builds_publish_once(void)
 
 static void test_racing_publishes_without_recheck(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -1154,7 +1118,7 @@ static void test_racing_publishes_without_recheck(void)
 	char *results = xasprintf("%s/results", dir);
 	/* Both builds run, the first rename publishes, and the second build's directory goes. */
 	CHECK_INT_EQ(run_race(dir, key, results, false), 2);
-	char *text = read_text(results);
+	char *text = scratch_read_text(results);
 	CHECK_INT_EQ(count_substrings(text, "built\n"), 2);
 	free(text);
 	CHECK_INT_EQ(store_read_layer(&s, key, &info, &error), 0);
@@ -1170,7 +1134,7 @@ static void test_racing_publishes_without_recheck(void)
 
 static void test_remove_layer(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL;
 	struct layer_info info;
@@ -1197,7 +1161,7 @@ static void test_remove_layer(void)
 
 static void test_remove_read_only_layer(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL, *tmp = NULL;
 
@@ -1232,7 +1196,7 @@ static void test_remove_read_only_layer(void)
 
 static void test_abandon_removes_tmp_dir(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE], *error = NULL, *tmp = NULL;
 
@@ -1259,7 +1223,7 @@ static void test_abandon_removes_tmp_dir(void)
 
 static void test_prune_by_age(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char old[LAYER_KEY_SIZE], recent[LAYER_KEY_SIZE];
 
@@ -1291,7 +1255,7 @@ static void test_prune_by_age(void)
 
 static void test_prune_dry_run(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char old[LAYER_KEY_SIZE];
 
@@ -1344,7 +1308,7 @@ static bool publish_chain(const struct store *s, struct chain *chain)
 
 static void test_prune_by_size_keeps_dependencies(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	struct chain chain;
 
@@ -1383,7 +1347,7 @@ static void test_prune_by_size_keeps_dependencies(void)
 
 static void test_prune_by_age_keeps_dependencies(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	struct chain chain;
 
@@ -1413,7 +1377,7 @@ static void test_prune_by_age_keeps_dependencies(void)
 
 static void test_prune_counts_hard_links_once(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char first[LAYER_KEY_SIZE], second[LAYER_KEY_SIZE], *error = NULL, *tmp = NULL;
 
@@ -1451,7 +1415,7 @@ static void test_prune_counts_hard_links_once(void)
 
 static void test_prune_skips_locked_layer(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char old[LAYER_KEY_SIZE];
 	struct lock_holder holder;
@@ -1481,7 +1445,7 @@ static void test_prune_skips_locked_layer(void)
 
 static void test_touch_updates_last_use(void)
 {
-	char *dir = make_temp_dir();
+	char *dir = scratch_dir("store");
 	struct store s;
 	char key[LAYER_KEY_SIZE];
 	struct stat st;
