@@ -338,7 +338,11 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	mkdir(bundle, 0755);
 	FILE *f = fopen(log, "a");
 	if (f) {
-		fprintf(f, "# obake: opam install %s on %u dependency layers\n", target, closure_count);
+		fprintf(f, "# obake: opam install %s on %u dependency layers", target, closure_count);
+		if (o.merged_lowers > 0)
+			fprintf(f, ", the deepest %u of them merged into one (the limit is %u lower layers)",
+				o.merged_lowers, o.max_lower);
+		fputs("\n", f);
 		fclose(f);
 	}
 	if (sandbox_run(&spec, bundle, &result, error) == 0) {
@@ -569,10 +573,37 @@ static void prepare_layers(const struct engine *e, build_prepare_fn *prepare, vo
 	free(needed);
 }
 
+/*
+ * A layer found in the store is usable only if every layer below it is too: its builds need them
+ * all as lower layers. When one was removed by hand (or lost), the layers above it wait for its
+ * rebuild instead; they are then taken from the store, not rebuilt, since their keys still match.
+ */
+static void demote_incomplete(struct engine *e)
+{
+	bool changed = true;
+
+	while (changed) {
+		changed = false;
+		for (uint32_t i = 0; i < e->node_count; i++) {
+			struct node *n = &e->nodes[i];
+			if (n->state != NODE_CACHED)
+				continue;
+			for (uint32_t d = 0; d < n->dep_count; d++) {
+				if (e->nodes[n->deps[d]].state != NODE_CACHED) {
+					n->state = NODE_WAITING;
+					changed = true;
+					break;
+				}
+			}
+		}
+	}
+}
+
 static void schedule(struct engine *e)
 {
 	e->ready = xcalloc(e->node_count + 1, sizeof(uint32_t));
 	e->counts.total = e->node_count;
+	demote_incomplete(e);
 	for (uint32_t i = 0; i < e->node_count; i++) {
 		struct node *n = &e->nodes[i];
 		if (n->state == NODE_CACHED) {
@@ -689,7 +720,7 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 			fprintf(stderr,
 				"%s: interrupted; published layers are kept and the next run goes on from them\n",
 				program_name);
-			status = -1;
+			status = 1;
 		}
 	}
 

@@ -36,8 +36,8 @@ typedef void build_prepare_fn(const uint8_t *needed, void *context);
 /*
  * Build OUTCOMES' solved targets in STORE on BASE with OPTS->jobs parallel builds, using the source
  * cache CACHE_DIR, after calling PREPARE (if not NULL) with CONTEXT. With OPTS->dry_run, only
- * report which layers exist. Fills RESULTS (one per outcome) and COUNTS; returns -1 when
- * interrupted (Ctrl-C) or when the store cannot be used.
+ * report which layers exist. Fills RESULTS (one per outcome) and COUNTS; returns 0, 1 when
+ * interrupted (Ctrl-C, SIGTERM), or -1 when the layer graph cannot be made.
  */
 int build_run(const struct options *opts, const struct repo_index *idx, const struct store *store,
 	      const struct base *base, const char *cache_dir, const struct outcome *outcomes, uint32_t count,

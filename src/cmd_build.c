@@ -209,6 +209,69 @@ static char *repository_commit(const char *repo)
 	return line[0] ? xstrdup(line) : NULL;
 }
 
+/* The failed targets with their logs, for results.md; nothing when there are none. */
+static void add_failures_md(struct strbuf *md, const struct repo_index *idx, const struct outcome *outcomes,
+			    const struct target_result *results, uint32_t count, unsigned total)
+{
+	if (total == 0)
+		return;
+	strbuf_addf(md, "\n## Failed (%u)\n\n", total);
+	for (uint32_t t = 0; t < count; t++) {
+		if (results[t].status != TARGET_FAILURE)
+			continue;
+		const struct package *p = &idx->packages[outcomes[t].target];
+		strbuf_addf(md, "- %s.%s: `%s`\n", p->name, p->version, results[t].log);
+	}
+}
+
+/*
+ * The targets a failed dependency stopped, grouped under that dependency: one broken package
+ * often stops many targets, and the reader wants the package to fix first.
+ */
+static void add_dependency_failures_md(struct strbuf *md, const struct repo_index *idx, const struct outcome *outcomes,
+				       const struct target_result *results, uint32_t count, unsigned total)
+{
+	if (total == 0)
+		return;
+	uint8_t *listed = xcalloc(count + 1, 1);
+
+	strbuf_addf(md, "\n## Not built because a dependency failed (%u)\n\n", total);
+	for (uint32_t t = 0; t < count; t++) {
+		if (results[t].status != TARGET_DEPENDENCY_FAILED || listed[t])
+			continue;
+		const char *cause = results[t].failed_dependency;
+		strbuf_addf(md, "- %s failed, so these were not built:", cause);
+		for (uint32_t u = t; u < count; u++) {
+			if (results[u].status != TARGET_DEPENDENCY_FAILED ||
+			    strcmp(results[u].failed_dependency, cause) != 0)
+				continue;
+			const struct package *p = &idx->packages[outcomes[u].target];
+			strbuf_addf(md, "%s %s.%s", u == t ? "" : ",", p->name, p->version);
+			listed[u] = 1;
+		}
+		strbuf_adds(md, "\n");
+	}
+	free(listed);
+}
+
+/* The targets without a solution; results.json holds the explanation of each. */
+static void add_no_solution_md(struct strbuf *md, const struct repo_index *idx, const struct outcome *outcomes,
+			       const struct target_result *results, uint32_t count, unsigned total)
+{
+	if (total == 0)
+		return;
+	strbuf_addf(
+		md,
+		"\n## No solution (%u)\n\nresults.json gives the reason for each, as `obake solve` explains it.\n\n",
+		total);
+	for (uint32_t t = 0; t < count; t++) {
+		if (results[t].status != TARGET_NO_SOLUTION)
+			continue;
+		const struct package *p = &idx->packages[outcomes[t].target];
+		strbuf_addf(md, "- %s.%s\n", p->name, p->version);
+	}
+}
+
 static int write_results(const struct options *opts, const struct repo_index *idx, const struct outcome *outcomes,
 			 const struct target_result *results, uint32_t count, const struct build_counts *counts)
 {
@@ -259,18 +322,9 @@ static int write_results(const struct options *opts, const struct repo_index *id
 	strbuf_addf(&md,
 		    "\nLayers: %u built, %u from the store, %u failed, %u not built because a dependency failed.\n",
 		    counts->built, counts->cached, counts->failed, counts->dependency_failed);
-	for (int s = TARGET_FAILURE; s <= TARGET_DEPENDENCY_FAILED; s++) {
-		strbuf_addf(&md, "\n## %s\n\n", target_status_name((enum target_status)s));
-		for (uint32_t t = 0; t < count; t++) {
-			if (results[t].status != (enum target_status)s)
-				continue;
-			const struct package *p = &idx->packages[outcomes[t].target];
-			strbuf_addf(&md, "- %s.%s", p->name, p->version);
-			if (results[t].failed_dependency)
-				strbuf_addf(&md, " (because %s failed)", results[t].failed_dependency);
-			strbuf_addf(&md, ": `%s`\n", results[t].log);
-		}
-	}
+	add_failures_md(&md, idx, outcomes, results, count, by_status[TARGET_FAILURE]);
+	add_dependency_failures_md(&md, idx, outcomes, results, count, by_status[TARGET_DEPENDENCY_FAILED]);
+	add_no_solution_md(&md, idx, outcomes, results, count, by_status[TARGET_NO_SOLUTION]);
 	char *md_path = xasprintf("%s/results.md", dir);
 	FILE *f = fopen(md_path, "w");
 	if (!f || fputs(strbuf_str(&md), f) < 0 || fclose(f) != 0) {
@@ -339,6 +393,8 @@ int command_build(int argc, char **argv)
 		status = write_results(&opts, &idx, outcomes, results, targets.count, &counts) == 0 && run == 0
 				 ? EXIT_OK
 				 : EXIT_USAGE;
+		if (run == 1)
+			status = EXIT_INTERRUPTED;
 		unsigned bad = 0;
 		for (uint32_t t = 0; t < targets.count; t++) {
 			bad += results[t].status != TARGET_SUCCESS;

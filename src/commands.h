@@ -5,8 +5,9 @@
 /* Exit statuses, as `obake --help` documents them. */
 enum exit_status {
 	EXIT_OK = 0,
-	EXIT_FINDINGS = 1, /* check: a file failed to parse; solve: no solution */
-	EXIT_USAGE = 2,    /* invalid command line, or a repository that cannot be read */
+	EXIT_FINDINGS = 1,      /* check: a file failed to parse; solve: no solution; build: a target did not build */
+	EXIT_USAGE = 2,         /* invalid command line, or a repository that cannot be read */
+	EXIT_INTERRUPTED = 130, /* build stopped by SIGINT or SIGTERM, as shells report a Ctrl-C */
 };
 
 int command_check(int argc, char **argv);

@@ -62,9 +62,10 @@ static void print_help(void)
 	       "  --dry-run                  report which layers the store has, build nothing\n"
 	       "  --retry-failed             rebuild layers recorded as failed\n"
 	       "  --older-than DAYS, --max-size SIZE   what prune removes\n"
-	       "\nExit status: 0 on success, 1 when check finds a file that does not parse or a\n"
-	       "target has no solution, 2 on a usage error, an unknown target, a repository that\n"
-	       "cannot be read or a file that cannot be written.\n");
+	       "\nExit status: 0 on success, 1 when check finds a file that does not parse, a\n"
+	       "target has no solution or a target does not build, 2 on a usage error, an unknown\n"
+	       "target, a repository that cannot be read or a file that cannot be written, 130 when\n"
+	       "a build is interrupted.\n");
 }
 
 /* Output that could not be written (a full disk, a closed pipe) must not pass for success. */

@@ -504,22 +504,39 @@ static int mount_legacy(const struct overlay *o, char *const *dirs, size_t count
 }
 
 /*
- * Count how many of COUNT layers stay separate lower layers. The rest are merged into one. With
- * the l/N names, 500 layers take 2,956 bytes of options, so with 4 KiB pages only the 500-layer
- * limit forces a merge.
+ * Count how many of the topmost of COUNT layers stay separate lower layers. When that is fewer than
+ * COUNT, the layers below them, except the bottom one, are merged into one, so the mount has
+ * SEPARATE + 2 lower layers. The bottom layer is the base system, by far the largest, and copying
+ * it would cost more than all the others. With the l/N names, 500 layers take 2,956 bytes of
+ * options, so with 4 KiB pages only the 500-layer limit forces a merge.
  */
-static size_t separate_layer_count(size_t count, bool legacy)
+static size_t separate_layer_count(size_t count, size_t max_lower, bool legacy)
 {
-	if (count <= OVERLAY_MAX_LOWER && (!legacy || legacy_options_length(count) < (size_t)sysconf(_SC_PAGESIZE)))
+	if (count <= max_lower && (!legacy || legacy_options_length(count) < (size_t)sysconf(_SC_PAGESIZE)))
 		return count;
 
-	/* One slot goes to the merged layer. */
-	size_t separate = OVERLAY_MAX_LOWER - 1;
-	if (separate > count - 1)
-		separate = count - 1;
-	while (legacy && separate > 0 && legacy_options_length(separate + 1) >= (size_t)sysconf(_SC_PAGESIZE))
+	/* Two slots go to the merged layer and the bottom one; merging fewer than two layers gains nothing. */
+	size_t separate = max_lower > 2 ? max_lower - 2 : 0;
+	if (separate + 3 > count)
+		separate = count >= 3 ? count - 3 : 0;
+	while (legacy && separate > 0 && legacy_options_length(separate + 2) >= (size_t)sysconf(_SC_PAGESIZE))
 		separate--;
 	return separate;
+}
+
+/*
+ * The lower-layer limit: overlayfs's, or a smaller one from OBAKE_OVERLAY_MAX_LOWER, so that the
+ * merging path can be exercised end to end by a short chain of packages (for tests).
+ */
+static size_t max_lower_layers(void)
+{
+	const char *value = getenv("OBAKE_OVERLAY_MAX_LOWER");
+	char *end;
+	unsigned long n = value && *value ? strtoul(value, &end, 10) : 0;
+
+	if (n >= 3 && n < OVERLAY_MAX_LOWER && *end == '\0')
+		return n;
+	return OVERLAY_MAX_LOWER;
 }
 
 static int make_dir(char **path, const char *scratch, const char *name, char **error)
@@ -562,20 +579,32 @@ static int resolve_lowers(char *const *lowers, size_t count, char **resolved, ch
 	return 0;
 }
 
-/* Mount the prepared stack: LOWERS[0..COUNT), of which the layers from index SEPARATE on are merged. */
+/*
+ * Mount the prepared stack LOWERS[0..COUNT): the first SEPARATE stay as they are, the ones below
+ * them down to the bottom one (excluded) are merged into one directory first.
+ */
 static int mount_stack(struct overlay *o, char **lowers, size_t count, size_t separate, bool legacy, char **error)
 {
+	size_t mounted = count;
+
 	if (separate < count) {
+		size_t merged_count = count - 1 - separate;
 		char *merged_lower = xasprintf("%s/lower", o->scratch);
-		int status = merge_layers(lowers + separate, count - separate, merged_lower, error);
-		free(lowers[separate]);
+		int status = merge_layers(lowers + separate, merged_count, merged_lower, error);
+
+		/* The stack becomes: the separate layers, the merged one, the bottom one. */
+		for (size_t i = separate; i < count - 1; i++)
+			free(lowers[i]);
 		lowers[separate] = merged_lower;
+		lowers[separate + 1] = lowers[count - 1];
+		for (size_t i = separate + 2; i < count; i++)
+			lowers[i] = NULL;
 		if (status < 0)
 			return -1;
-		o->merged_lowers = (unsigned)(count - separate);
+		o->merged_lowers = (unsigned)merged_count;
+		mounted = separate + 2;
 	}
 
-	size_t mounted = separate < count ? separate + 1 : count;
 	if (legacy)
 		return mount_legacy(o, lowers, mounted, error);
 	o->used_new_api = true;
@@ -602,8 +631,11 @@ int overlay_mount(struct overlay *o, const char *scratch_parent, char *const *lo
 	int status = resolve_lowers(lowers, count, resolved, error);
 	if (status == 0)
 		status = make_scratch(o, scratch_parent, error);
-	if (status == 0)
-		status = mount_stack(o, resolved, count, separate_layer_count(count, legacy), legacy, error);
+	if (status == 0) {
+		o->max_lower = (unsigned)max_lower_layers();
+		status = mount_stack(o, resolved, count, separate_layer_count(count, o->max_lower, legacy), legacy,
+				     error);
+	}
 
 	for (size_t i = 0; i < count; i++)
 		free(resolved[i]);

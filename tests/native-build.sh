@@ -128,6 +128,59 @@ statuses >"$work/rerun.status"
 out=$out_saved
 check "rerun after SIGKILL has the same results" "cmp -s '$work/first.status' '$work/rerun.status'"
 
+echo "== a chain deeper than the lower-layer limit, and a layer lost from the store"
+# OBAKE_OVERLAY_MAX_LOWER=8 makes a 24-package chain go through the merging that overlayfs's
+# 500-layer limit needs in real builds. Each link's build command checks that it sees the files of
+# every layer below it, merged or not.
+chain=$work/chain
+mkdir -p "$chain/packages"
+echo 'opam-version: "2.0"' >"$chain/repo"
+# A synopsis unique to this run gives new layer keys, so a kept store (OBAKE_NATIVE_STORE) builds them too.
+nonce=$(date +%s%N)
+for k in $(seq 1 24); do
+	mkdir -p "$chain/packages/link-$k/link-$k.1"
+	{
+		echo 'opam-version: "2.0"'
+		echo "synopsis: \"link $k of chain $nonce\""
+		[ "$k" -gt 1 ] && echo "depends: [\"link-$((k - 1))\"]"
+	} >"$chain/packages/link-$k/link-$k.1/opam"
+done
+chain_build() {
+	# shellcheck disable=SC2016 # expanded in the container
+	OBAKE_OVERLAY_MAX_LOWER=8 OBAKE_BUILD_COMMAND='k=${OBAKE_PACKAGE#link-}; k=${k%.1};
+		d=$HOME/.opam/default/lib/chain; mkdir -p "$d" && touch "$d/$OBAKE_PACKAGE" &&
+		test "$(ls "$d" | wc -l)" -eq "$k"' \
+		"$obake" build -r "$chain" --store "$store" --extra-packages ocaml-nox -o "$work/chain-out" -j 2 \
+		link-24 >"$work/chain.log" 2>&1
+}
+chain_build
+check "a 24-layer chain builds with 8 lower layers at most" "grep -q 'layers: 24 built' '$work/chain.log'"
+top_log=$(sed -n 's/.*"log": "\(.*\)".*/\1/p' "$work/chain-out/results.json")
+check "the top link's build merged its deepest layers" "grep -q 'the deepest 17 of them merged into one' '$top_log'"
+# The newest link-12 layer: a kept store also holds those of earlier runs.
+lost=$(grep -l '"package": "link-12.1"' "$store"/*/*/layer.json | xargs ls -t | head -n 1)
+rm -rf "$(dirname "$lost")"
+rm -rf "$work/chain-out"
+chain_build
+check "a layer lost from the store is rebuilt, and only it" "grep -q 'layers: 1 built, 23 cached' '$work/chain.log'"
+check "the chain's target still succeeds" "grep -q '\"status\": \"success\"' '$work/chain-out/results.json'"
+
+echo "== Ctrl-C during a build"
+sed -i "s/of chain $nonce/of chain $nonce, interrupted/" "$chain/packages/link-1/link-1.1/opam"
+OBAKE_BUILD_COMMAND='sleep 60' "$obake" build -r "$chain" --store "$store" --extra-packages ocaml-nox \
+	-o "$work/chain-out" link-1 >"$work/interrupt.log" 2>&1 &
+pid=$!
+sleep 3
+start=$(date +%s)
+kill -INT "$pid"
+wait "$pid"
+code=$?
+elapsed=$(($(date +%s) - start))
+check "an interrupted build exits with status 130 ($code)" "[ $code -eq 130 ]"
+check "an interrupted build stops within 10 s ($elapsed s)" "[ $elapsed -le 10 ]"
+check "an interrupted build says how to go on" "grep -q 'interrupted; published layers are kept' '$work/interrupt.log'"
+check "an interrupted build leaves no temporary layer" "! ls -d '$store'/*/tmp-* 2>/dev/null | grep -q ."
+
 echo "== real packages from the offline slice of opam-repository"
 slice=${OBAKE_SHARED_DATA:-$root/../shared/data}/opam-universe-offline-debian12.tar.zst
 if [ -f "$slice" ]; then

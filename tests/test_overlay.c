@@ -417,12 +417,12 @@ static void test_whiteout_hides_lower(void)
 
 /*
  * Fill DEEP_LAYERS layers. Each has its own file, and "shared" differs per layer. The deepest
- * contains "deepest", a hard link pair, an owned and moded file, a symbolic link, "gone" (whited
+ * merged layer (the one above the bottom, which stays separate) contains "deepest", a hard link pair, an owned and moded file, a symbolic link, "gone" (whited
  * out by a layer that is also merged) and "od/hidden" (below an opaque "od").
  */
 static void fill_deep_layers(struct stack *s)
 {
-	const char *deepest = s->layers[s->count - 1];
+	const char *deepest = s->layers[s->count - 2];
 
 	for (size_t i = 0; i < s->count; i++) {
 		char name[32], text[32];
@@ -449,7 +449,7 @@ static void fill_deep_layers(struct stack *s)
 	free(owned);
 	free(sym);
 
-	/* Both layers are among the merged ones: the deepest 101 of 600. */
+	/* Both layers are among the merged ones: the 101 above the bottom one. */
 	make_whiteout(s->layers[s->count - 50], "gone");
 	make_subdir(s->layers[s->count - 40], "od");
 	write_in(s->layers[s->count - 40], "od/kept", "kept");
@@ -489,7 +489,7 @@ static void check_deep_merged_view(const struct overlay *o)
 static void check_deep_hard_links(const struct overlay *o, const struct stack *s)
 {
 	char *copy1 = xasprintf("%s/lower/h1", o->scratch), *copy2 = xasprintf("%s/lower/h2", o->scratch);
-	char *source = xasprintf("%s/h1", s->layers[s->count - 1]);
+	char *source = xasprintf("%s/h1", s->layers[s->count - 2]);
 	struct stat st1, st2, source_st;
 
 	CHECK_INT_EQ(lstat(copy1, &st1), 0);
@@ -520,7 +520,10 @@ static void run_deep_stack(bool legacy)
 	unsetenv("OBAKE_OVERLAY_LEGACY");
 	if (mounted) {
 		CHECK_INT_EQ(o.used_new_api, !legacy);
-		CHECK_INT_EQ(o.merged_lowers, DEEP_LAYERS - (OVERLAY_MAX_LOWER - 1));
+		CHECK_INT_EQ(o.merged_lowers, DEEP_LAYERS - (OVERLAY_MAX_LOWER - 2) - 1);
+		/* The bottom layer (the base system in a build) is mounted as it is, not copied. */
+		CHECK(exists(o.scratch, "lower/f598"));
+		CHECK(!exists(o.scratch, "lower/f599"));
 		check_deep_merged_view(&o);
 		check_deep_hard_links(&o, &s);
 		CHECK(is_whiteout(s.layers[s.count - 50], "gone"));
