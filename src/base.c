@@ -138,8 +138,12 @@ static char *base_inputs(const struct options *opts, char **error)
 	}
 	char *suite = opts->suite ? xstrdup(opts->suite) : host_suite();
 	char *mirror = opts->mirror ? xstrdup(opts->mirror) : host_mirror();
-	char *inputs = xasprintf("obake-base-1\ndebootstrap\n%s\n%s\n%s,%s\n", suite, mirror, BASE_PACKAGES,
-				 opts->extra_packages ? opts->extra_packages : "");
+	/* Optional packages add a line only when there are some, so bases made without them keep their hash. */
+	char *inputs = xasprintf("obake-base-1\ndebootstrap\n%s\n%s\n%s,%s\n%s%s%s", suite, mirror, BASE_PACKAGES,
+				 opts->extra_packages ? opts->extra_packages : "",
+				 opts->optional_packages && *opts->optional_packages ? "optional:" : "",
+				 opts->optional_packages ? opts->optional_packages : "",
+				 opts->optional_packages && *opts->optional_packages ? "\n" : "");
 	free(suite);
 	free(mirror);
 	return inputs;
@@ -164,8 +168,57 @@ static const char setup_script[] =
 	"apt-get clean >/dev/null 2>&1 || true\n"
 	"rm -rf /var/lib/apt/lists/*\n";
 
-/* Run the setup inside ROOTFS with /proc and /dev available, then unmount them. EXTRA: comma-separated apt packages. */
-static int setup_rootfs(const char *rootfs, const char *extra, const char *log, char **error)
+/* LIST (comma-separated) with spaces between the names, for a shell command line. */
+static char *space_separated(const char *list)
+{
+	char *copy = xstrdup(list);
+
+	for (char *p = copy; *p; p++)
+		if (*p == ',')
+			*p = ' ';
+	return copy;
+}
+
+/*
+ * The apt steps of the setup script: EXTRA must all install; each of OPTIONAL is first tried with
+ * a simulated install and left out when apt cannot install it. Not every name in opam's depexts
+ * exists in every Debian release. One missing name would otherwise stop the whole base; this way
+ * only the package that needs it fails, in its build, where its log shows why.
+ */
+static void write_apt_steps(FILE *f, const char *extra, const char *optional)
+{
+	bool has_extra = extra && *extra, has_optional = optional && *optional;
+
+	if (!has_extra && !has_optional)
+		return;
+	fputs("set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get update\n", f);
+	if (has_extra) {
+		char *list = space_separated(extra);
+		fprintf(f, "apt-get install -y --no-install-recommends %s\n", list);
+		free(list);
+	}
+	if (has_optional) {
+		char *list = space_separated(optional);
+		fprintf(f,
+			"available=''\n: >" MISSING_PACKAGES_FILE "\n"
+			"for p in %s; do\n"
+			"  if apt-get install -s -y --no-install-recommends \"$p\" >/dev/null 2>&1; then\n"
+			"    available=\"$available $p\"\n"
+			"  else\n"
+			"    echo \"$p\" >>" MISSING_PACKAGES_FILE "\n"
+			"  fi\n"
+			"done\n"
+			"[ -z \"$available\" ] || apt-get install -y --no-install-recommends $available\n",
+			list);
+		free(list);
+	}
+}
+
+/*
+ * Run the setup inside ROOTFS with /proc and /dev available, then unmount them. EXTRA and OPTIONAL:
+ * comma-separated apt packages, the second left out when missing.
+ */
+static int setup_rootfs(const char *rootfs, const char *extra, const char *optional, const char *log, char **error)
 {
 	char *proc = xasprintf("%s/proc", rootfs), *dev = xasprintf("%s/dev", rootfs);
 	char *script = xasprintf("%s/tmp/obake-setup.sh", rootfs);
@@ -178,17 +231,7 @@ static int setup_rootfs(const char *rootfs, const char *extra, const char *log, 
 		*error = xasprintf("cannot write %s: %s", script, strerror(errno));
 		goto out;
 	}
-	if (extra && *extra) {
-		char *list = xstrdup(extra);
-		for (char *p = list; *p; p++)
-			if (*p == ',')
-				*p = ' ';
-		fprintf(f,
-			"export DEBIAN_FRONTEND=noninteractive\napt-get update\n"
-			"apt-get install -y --no-install-recommends %s\n",
-			list);
-		free(list);
-	}
+	write_apt_steps(f, extra, optional);
 	fputs(setup_script, f);
 	fclose(f);
 	if (mount("proc", proc, "proc", 0, NULL) != 0 || mount("/dev", dev, NULL, MS_BIND | MS_REC, NULL) != 0) {
@@ -240,7 +283,8 @@ static int create_base(const struct options *opts, const char *tmp, const char *
 		free(mirror);
 		free(include);
 	}
-	if (status == 0 && setup_rootfs(rootfs, opts->base_tar ? NULL : opts->extra_packages, log, error) != 0)
+	if (status == 0 && setup_rootfs(rootfs, opts->base_tar ? NULL : opts->extra_packages,
+					opts->base_tar ? NULL : opts->optional_packages, log, error) != 0)
 		status = -1;
 	free(log);
 	return status == 0 ? 0 : -1;
@@ -312,6 +356,110 @@ int base_ensure(const struct options *opts, const char *store_root, bool create,
 	free(tmp_rootfs);
 	free(inputs);
 	return status;
+}
+
+/* Run SCRIPT with sh inside ROOTFS (chroot, as root) and return its standard output, or NULL. */
+static char *output_in_root(const char *rootfs, const char *script, char **error)
+{
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		*error = xasprintf("cannot create a pipe: %s", strerror(errno));
+		return NULL;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		*error = xasprintf("cannot fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return NULL;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(fds[1], 1);
+		dup2(null, 2);
+		if (chroot(rootfs) != 0 || chdir("/") != 0)
+			_exit(126);
+		char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", NULL };
+		execle("/bin/sh", "sh", "-c", script, (char *)NULL, env);
+		_exit(127);
+	}
+	close(fds[1]);
+
+	struct strbuf out = { 0 };
+	char buffer[4096];
+	ssize_t n;
+	while ((n = read(fds[0], buffer, sizeof(buffer))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		strbuf_add(&out, buffer, (size_t)n);
+	}
+	close(fds[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+		*error = xasprintf("cannot run a shell in the base %s", rootfs);
+		strbuf_release(&out);
+		return NULL;
+	}
+	strbuf_addc(&out, '\0');
+	return strbuf_detach(&out);
+}
+
+/* The value of "KEY: value" in `ocamlc -config` output TEXT, or "". The caller frees it. */
+static char *config_value(const char *text, const char *key)
+{
+	size_t len = strlen(key);
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		if (strncmp(line, key, len) == 0 && strncmp(line + len, ": ", 2) == 0)
+			return xstrndup(line + len + 2, strcspn(line + len + 2, "\r\n"));
+	return xstrdup("");
+}
+
+int base_detect_sys_ocaml(const struct base *b, char *values[4], char **error)
+{
+	/* The first line is the version; the configuration follows. No ocamlc prints nothing. */
+	char *text = output_in_root(b->rootfs, "ocamlc -vnum && ocamlc -config || true", error);
+	if (!text)
+		return -1;
+
+	values[0] = xstrndup(text, strcspn(text, "\r\n"));
+	/* The same names opam derives: amd64 is x86_64, i386 is i686, any os_type but Win32 has libc. */
+	char *arch = config_value(text, "architecture");
+	values[1] = xstrdup(strcmp(arch, "amd64") == 0 ? "x86_64" : strcmp(arch, "i386") == 0 ? "i686" : arch);
+	values[2] = config_value(text, "ccomp_type");
+	char *os_type = config_value(text, "os_type");
+	values[3] = xstrdup(!*values[0] ? "" : strcmp(os_type, "Win32") == 0 ? "msvc" : "libc");
+	free(arch);
+	free(os_type);
+	free(text);
+	return 0;
+}
+
+char *base_missing_packages(const struct base *b)
+{
+	char *path = xasprintf("%s" MISSING_PACKAGES_FILE, b->rootfs);
+	char *text = NULL;
+	size_t len;
+
+	if (read_file(path, &text, &len) != 0 || len == 0) {
+		free(path);
+		free(text);
+		return NULL;
+	}
+	free(path);
+	/* One name per line becomes a comma-separated list. */
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	for (char *p = text; *p; p++)
+		if (*p == '\n')
+			*p = ',';
+	return text;
 }
 
 void base_release(struct base *b)

@@ -23,11 +23,11 @@ static const char build_usage[] =
 	"                   [--timeout SECONDS] [--memory SIZE] [--runtime runc|crun] [--archive-mirror DIR|URL]...\n"
 	"                   [base options] TARGET...";
 
-static const char *const build_options[] = { "depexts",        "all",     "all-versions",   "with-test",
-					     "with-doc",       "output",  "store",          "timeout",
-					     "memory",         "runtime", "dry-run",        "retry-failed",
-					     "suite",          "mirror",  "extra-packages", "base-tar",
-					     "archive-mirror", NULL };
+static const char *const build_options[] = {
+	"depexts", "detect-sys-ocaml", "all",      "all-versions",   "with-test", "with-doc",     "output",
+	"store",   "timeout",          "memory",   "runtime",        "dry-run",   "retry-failed", "suite",
+	"mirror",  "extra-packages",   "base-tar", "archive-mirror", NULL
+};
 
 /* The store's root: --store, $OBAKE_STORE, or ~/.cache/obake. */
 static char *store_root(const struct options *opts)
@@ -105,7 +105,7 @@ static unsigned fetch_sources(const struct options *opts, const struct repo_inde
 	return failed;
 }
 
-/* What fetch_needed needs to know. */
+/* The arguments fetch_needed passes on to fetch_sources. */
 struct build_fetch {
 	const struct options *opts;
 	const struct repo_index *idx;
@@ -181,8 +181,7 @@ static char *extra_packages_with_depexts(const struct options *opts, const struc
 		}
 	}
 	struct strbuf sb = { 0 };
-	if (opts->extra_packages)
-		strbuf_adds(&sb, opts->extra_packages);
+	strbuf_adds(&sb, "");
 	for (size_t i = 0; i < names.count; i++) {
 		strbuf_addf(&sb, "%s%s", sb.len ? "," : "", names.items[i]);
 		free(names.items[i]);
@@ -254,7 +253,7 @@ static void add_dependency_failures_md(struct strbuf *md, const struct repo_inde
 	free(listed);
 }
 
-/* The targets without a solution; results.json holds the explanation of each. */
+/* The targets without a solution; results.json gives the explanation of each. */
 static void add_no_solution_md(struct strbuf *md, const struct repo_index *idx, const struct outcome *outcomes,
 			       const struct target_result *results, uint32_t count, unsigned total)
 {
@@ -338,6 +337,53 @@ static int write_results(const struct options *opts, const struct repo_index *id
 	return status;
 }
 
+/*
+ * --detect-sys-ocaml: set the sys-ocaml-* variables not given on the command line from the base's
+ * ocamlc, as opam would inside it. The base is the one --extra-packages describes, made first if
+ * missing: the solutions, and so the system packages --depexts adds, depend on these values.
+ */
+static int detect_sys_ocaml(struct options *opts, const char *root)
+{
+	struct base base = { 0 };
+	char *values[4] = { 0 }, *error = NULL;
+	const char *optional = opts->optional_packages;
+
+	opts->optional_packages = NULL;
+	int status = base_ensure(opts, root, !opts->dry_run, &base, &error);
+	opts->optional_packages = optional;
+	if (status == 0)
+		status = base_detect_sys_ocaml(&base, values, &error);
+	if (status != 0) {
+		fprintf(stderr, "%s: cannot detect the system compiler: %s\n", program_name, error);
+		free(error);
+		base_release(&base);
+		return -1;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(values); i++) {
+		if (!(opts->sys_ocaml_given & (1u << i)))
+			variables_set_string(&opts->globals, sys_ocaml_variables[i], values[i]);
+		if (opts->verbosity >= 0)
+			fprintf(stderr, "%s: %s=%s%s\n", program_name, sys_ocaml_variables[i], values[i],
+				opts->sys_ocaml_given & (1u << i) ? " (detected; the command line's value is used)"
+								  : "");
+		free(values[i]);
+	}
+	base_release(&base);
+	return 0;
+}
+
+/* Say which optional system packages the base could not hold: the packages needing them will fail. */
+static void warn_missing_packages(const struct base *base, int verbosity)
+{
+	char *missing = base_missing_packages(base);
+
+	if (missing && verbosity >= 0)
+		warn("these system packages are not in the base's Debian release and were left out: %s; packages "
+		     "that need them fail in their build",
+		     missing);
+	free(missing);
+}
+
 int command_build(int argc, char **argv)
 {
 	struct options opts;
@@ -369,14 +415,18 @@ int command_build(int argc, char **argv)
 	struct store store = { 0 };
 	struct base base = { 0 };
 	struct batch_report report;
+	if (opts.detect_sys_ocaml && detect_sys_ocaml(&opts, root) != 0) {
+		status = EXIT_USAGE;
+		goto release_store;
+	}
 	struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
-	char *extra = NULL;
+	char *depexts = NULL;
 	if (opts.depexts) {
-		extra = extra_packages_with_depexts(&opts, &idx, outcomes, targets.count);
-		opts.extra_packages = extra;
-		if (opts.verbosity >= 0)
-			fprintf(stderr, "%s: the base will contain the system packages the solutions need: %s\n",
-				program_name, extra);
+		depexts = extra_packages_with_depexts(&opts, &idx, outcomes, targets.count);
+		opts.optional_packages = depexts;
+		if (opts.verbosity >= 0 && *depexts)
+			fprintf(stderr, "%s: the base will also hold the system packages the solutions name: %s\n",
+				program_name, depexts);
 	}
 	if (store_open(&store, root, platform, &error) != 0 ||
 	    base_ensure(&opts, root, !opts.dry_run, &base, &error) != 0) {
@@ -385,6 +435,7 @@ int command_build(int argc, char **argv)
 	} else if (!opts.dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
 	} else {
+		warn_missing_packages(&base, opts.verbosity);
 		struct build_fetch fetch = { &opts, &idx, cache_dir, outcomes, targets.count };
 		struct target_result *results = xcalloc(targets.count + 1, sizeof(*results));
 		struct build_counts counts;
@@ -403,17 +454,21 @@ int command_build(int argc, char **argv)
 		}
 		if (status == EXIT_OK && bad > 0)
 			status = EXIT_FINDINGS;
+		char dry_run_note[64];
+		snprintf(dry_run_note, sizeof(dry_run_note), " (dry run: %u to build)",
+			 counts.total - counts.cached - counts.failed - counts.dependency_failed);
 		if (opts.verbosity >= 0)
 			fprintf(stderr,
 				"%s: %u targets; layers: %u built, %u cached, %u failed, %u dependency failed%s\n",
 				program_name, targets.count, counts.built, counts.cached, counts.failed,
-				counts.dependency_failed, opts.dry_run ? " (dry run: nothing built)" : "");
+				counts.dependency_failed, opts.dry_run ? dry_run_note : "");
 		free(results);
 	}
 	batch_release(outcomes, targets.count);
-	free(extra);
+	free(depexts);
 	base_release(&base);
 	store_close(&store);
+release_store:
 	free(cache_dir);
 	free(root);
 	free(platform);

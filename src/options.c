@@ -53,6 +53,7 @@ enum {
 	OPT_SYS_OCAML_CC,
 	OPT_SYS_OCAML_LIBC,
 	OPT_DEPEXTS,
+	OPT_DETECT_SYS_OCAML,
 };
 
 static const struct option long_options[] = {
@@ -103,8 +104,11 @@ static const struct option long_options[] = {
 	{ "sys-ocaml-cc", required_argument, NULL, OPT_SYS_OCAML_CC },
 	{ "sys-ocaml-libc", required_argument, NULL, OPT_SYS_OCAML_LIBC },
 	{ "depexts", no_argument, NULL, OPT_DEPEXTS },
+	{ "detect-sys-ocaml", no_argument, NULL, OPT_DETECT_SYS_OCAML },
 	{ NULL, 0, NULL, 0 },
 };
+
+const char *const sys_ocaml_variables[4] = { "sys-ocaml-version", "sys-ocaml-arch", "sys-ocaml-cc", "sys-ocaml-libc" };
 
 /* opam's names for machine architectures, from the kernel's. */
 static const char *normalized_arch(const char *machine)
@@ -375,6 +379,7 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		case OPT_DRY_RUN: opts->dry_run = true; break;
 		case OPT_RETRY_FAILED: opts->retry_failed = true; break;
 		case OPT_DEPEXTS: opts->depexts = true; break;
+		case OPT_DETECT_SYS_OCAML: opts->detect_sys_ocaml = true; break;
 		case OPT_SUITE: opts->suite = optarg; break;
 		case OPT_MIRROR: opts->mirror = optarg; break;
 		case OPT_EXTRA_PACKAGES: opts->extra_packages = optarg; break;
@@ -398,6 +403,9 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 
 	options_default_environment(&opts->globals, opts->ocaml_version);
 	for (size_t i = 0; i < override_count; i++) {
+		for (size_t v = 0; v < ARRAY_LEN(sys_ocaml_variables); v++)
+			if (strcmp(overrides[i].name, sys_ocaml_variables[v]) == 0)
+				opts->sys_ocaml_given |= 1u << v;
 		/* `true` and `false` are booleans in filters, as opam reads them. */
 		if (strcmp(overrides[i].value, "true") == 0 || strcmp(overrides[i].value, "false") == 0)
 			variables_set_bool(&opts->globals, overrides[i].name, overrides[i].value[0] == 't');

@@ -38,6 +38,9 @@ struct options {
 	bool dry_run;                    /* --dry-run: solve and report which layers exist */
 	bool retry_failed;               /* --retry-failed: rebuild layers recorded as failed */
 	bool depexts;                    /* --depexts: the base also holds the solutions' system packages */
+	bool detect_sys_ocaml;           /* --detect-sys-ocaml: sys-ocaml-* from the base's ocamlc */
+	unsigned sys_ocaml_given;        /* bit i: sys_ocaml_variables[i] was set on the command line */
+	const char *optional_packages;   /* Debian packages for the base that are left out when missing */
 	const char *suite;               /* --suite: Debian release for the base */
 	const char *mirror;              /* --mirror: Debian mirror for the base */
 	const char *extra_packages;      /* --extra-packages: comma-separated Debian packages for the base */
@@ -49,6 +52,9 @@ struct options {
 	char **args;                 /* operands after the options */
 	int arg_count;
 };
+
+/* The variables opam computes from the system compiler, in the order of options.sys_ocaml_given. */
+extern const char *const sys_ocaml_variables[4];
 
 /*
  * Parse ARGV (ARGV[0] is the command name) into OPTS; ACCEPTED lists the long options the command
