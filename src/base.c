@@ -1,16 +1,19 @@
 #include "base.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "util.h"
 
 /* Run ARGV and wait; stdout and stderr go to LOG when given. Returns the exit status, or -1. */
@@ -290,6 +293,42 @@ static int create_base(const struct options *opts, const char *tmp, const char *
 	return status == 0 ? 0 : -1;
 }
 
+/*
+ * Remove the tmp-<id>-<pid> directories of base creations whose process is gone (killed, or the
+ * machine stopped): they are never finished, and a whole Debian system each.
+ */
+static void remove_abandoned_bases(const char *bases)
+{
+	DIR *dir = opendir(bases);
+	struct dirent *entry;
+
+	if (!dir)
+		return;
+	while ((entry = readdir(dir)) != NULL) {
+		const char *dash = strrchr(entry->d_name, '-');
+		if (strncmp(entry->d_name, "tmp-", 4) != 0 || !dash)
+			continue;
+		char *end;
+		long pid = strtol(dash + 1, &end, 10);
+		if (*end != '\0' || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char *path = xasprintf("%s/%s", bases, entry->d_name), *error = NULL;
+		/* A creation killed during its setup leaves /proc and /dev mounted in its root. */
+		const char *const mounts[] = { "rootfs/proc", "rootfs/dev" };
+		for (size_t i = 0; i < ARRAY_LEN(mounts); i++) {
+			char *mount_point = xasprintf("%s/%s", path, mounts[i]);
+			umount2(mount_point, MNT_DETACH);
+			free(mount_point);
+		}
+		if (remove_tree(path, &error) != 0) {
+			warn("%s", error);
+			free(error);
+		}
+		free(path);
+	}
+	closedir(dir);
+}
+
 int base_ensure(const struct options *opts, const char *store_root, bool create, struct base *out, char **error)
 {
 	char *inputs = base_inputs(opts, error);
@@ -302,6 +341,10 @@ int base_ensure(const struct options *opts, const char *store_root, bool create,
 	out->id = xstrdup(id);
 	out->dir = xasprintf("%s/bases/%s", store_root, id);
 	out->rootfs = xasprintf("%s/rootfs", out->dir);
+
+	char *all_bases = xasprintf("%s/bases", store_root);
+	remove_abandoned_bases(all_bases);
+	free(all_bases);
 
 	struct stat st;
 	if (stat(out->rootfs, &st) == 0) {
@@ -348,8 +391,11 @@ int base_ensure(const struct options *opts, const char *store_root, bool create,
 		free(kept);
 	}
 	if (access(tmp, F_OK) == 0) {
-		char *argv[] = { "rm", "-rf", tmp, NULL };
-		run_command(argv, NULL);
+		char *ignored = NULL;
+		if (remove_tree(tmp, &ignored) != 0) {
+			warn("%s", ignored);
+			free(ignored);
+		}
 	}
 	free(bases);
 	free(tmp);

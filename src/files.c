@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,20 @@ static int remove_children(const char *path, char **error)
 	return status;
 }
 
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+
+/* Whether PATH is where a file system (or a bind mount) is mounted; false when the kernel cannot tell. */
+static bool is_mount_root(const char *path)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, &stx) != 0)
+		return false;
+	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 int remove_tree(const char *path, char **error)
 {
 	struct stat st;
@@ -80,6 +95,9 @@ int remove_tree(const char *path, char **error)
 		return 0;
 	}
 
+	/* A mount left inside (a bind mount of the host's /dev, say) must never be emptied. */
+	if (is_mount_root(path))
+		return set_error(error, "cannot remove %s: it is a mount point; unmount it first", path);
 	if (remove_children(path, error) < 0)
 		return -1;
 	if (rmdir(path) < 0 && errno != ENOENT)

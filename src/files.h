@@ -10,7 +10,10 @@
 /* Create PATH and its missing parents (mode 0755), as `mkdir -p` does. */
 int make_dirs(const char *path, char **error);
 
-/* Remove PATH and everything below it, without following symbolic links. A missing PATH is not an error. */
+/*
+ * Remove PATH and everything below it, without following symbolic links. A missing PATH is not an
+ * error; a mount point at or below PATH is, and what is mounted there stays untouched.
+ */
 int remove_tree(const char *path, char **error);
 
 /* Copy the rest of the file IN to OUT, from their current offsets; -1 with errno set on failure. */

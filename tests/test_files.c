@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "scratch.h"
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -149,11 +150,46 @@ static void test_remove_tree(void)
 	free(root);
 }
 
+/* A mount inside the tree stops the removal, and what is mounted there is left as it was. */
+static void test_remove_tree_stops_at_mounts(void)
+{
+	char *root = scratch_dir("files");
+	char *error = NULL;
+	if (!root)
+		return;
+	char *mount_point = xasprintf("%s/tree/mnt", root), *tree = xasprintf("%s/tree", root);
+	char *kept = xasprintf("%s/tree/mnt/kept", root);
+
+	CHECK_INT_EQ(make_dirs(mount_point, &error), 0);
+	if (mount("obake-test", mount_point, "tmpfs", 0, NULL) != 0) {
+		scratch_remove(root);
+		free(root);
+		free(mount_point);
+		free(tree);
+		free(kept);
+		SKIP("mounting a tmpfs needs root");
+	}
+	scratch_write_text(kept, "kept");
+
+	CHECK_INT_EQ(remove_tree(tree, &error), -1);
+	CHECK(error && strstr(error, "mount point"));
+	CHECK(access(kept, F_OK) == 0);
+
+	umount2(mount_point, MNT_DETACH);
+	free(error);
+	free(mount_point);
+	free(tree);
+	free(kept);
+	scratch_remove(root);
+	free(root);
+}
+
 int main(void)
 {
 	RUN_TEST(test_make_dirs);
 	RUN_TEST(test_copy_tree);
 	RUN_TEST(test_copy_refuses_special_files);
 	RUN_TEST(test_remove_tree);
+	RUN_TEST(test_remove_tree_stops_at_mounts);
 	return test_summary();
 }
