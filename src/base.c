@@ -184,7 +184,8 @@ static char *space_separated(const char *list)
 
 /*
  * The apt steps of the setup script: EXTRA must all install; each of OPTIONAL is first tried with
- * a simulated install and left out when apt cannot install it. Not every name in opam's depexts
+ * a simulated install and left out when apt cannot install it, or when it conflicts with one
+ * kept before it. Not every name in opam's depexts
  * exists in every Debian release. One missing name would otherwise stop the whole base; this way
  * only the package that needs it fails, in its build, where its log shows why.
  */
@@ -211,6 +212,20 @@ static void write_apt_steps(FILE *f, const char *extra, const char *optional)
 			"    echo \"$p\" >>" MISSING_PACKAGES_FILE "\n"
 			"  fi\n"
 			"done\n"
+			/* Alternatives such as libcurl4-openssl-dev and libcurl4-gnutls-dev conflict: keep the first. */
+			"if [ -n \"$available\" ] && ! apt-get install -s -y --no-install-recommends $available "
+			">/dev/null "
+			"2>&1; then\n"
+			"  kept=''\n"
+			"  for p in $available; do\n"
+			"    if apt-get install -s -y --no-install-recommends $kept \"$p\" >/dev/null 2>&1; then\n"
+			"      kept=\"$kept $p\"\n"
+			"    else\n"
+			"      echo \"$p\" >>" MISSING_PACKAGES_FILE "\n"
+			"    fi\n"
+			"  done\n"
+			"  available=$kept\n"
+			"fi\n"
 			"[ -z \"$available\" ] || apt-get install -y --no-install-recommends $available\n",
 			list);
 		free(list);

@@ -378,8 +378,8 @@ static void warn_missing_packages(const struct base *base, int verbosity)
 	char *missing = base_missing_packages(base);
 
 	if (missing && verbosity >= 0)
-		warn("these system packages are not in the base's Debian release and were left out: %s; packages "
-		     "that need them fail in their build",
+		warn("these system packages were left out of the base, because its Debian release does not have "
+		     "them or they conflict with others: %s; packages that need them fail in their build",
 		     missing);
 	free(missing);
 }
