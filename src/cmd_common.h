@@ -2,6 +2,9 @@
 #ifndef OBAKE_CMD_COMMON_H
 #define OBAKE_CMD_COMMON_H
 
+#include <stdint.h>
+
+#include "batch.h"
 #include "diag.h"
 #include "options.h"
 #include "repo.h"
@@ -14,5 +17,13 @@ int load_repositories(struct repo_index *idx, const struct options *opts, struct
  * version) one per line, and only count warnings about single fields unless VERBOSITY asks for each.
  */
 void report_load_problems(const struct diag_list *diags, int verbosity);
+
+/*
+ * Fetch every url and extra-source of the solved OUTCOMES' packages into CACHE_DIR, looking in
+ * OPTS's archive mirrors first (see fetch_all), and print a summary unless -q. Returns the number
+ * of sources that could not be fetched.
+ */
+unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
+		       const struct outcome *outcomes, uint32_t count);
 
 #endif
