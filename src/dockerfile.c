@@ -115,7 +115,8 @@ static void add_setup(struct strbuf *out, const struct options *opts)
 	/*
 	 * opam 2.1 takes a source from ~/.opam/download-cache/<algorithm>/<xx>/<hash> without
 	 * network, but rejects archive-mirrors in `opam option --global`, so the archives go there.
-	 * The copy follows opam init, which would otherwise ask before initialising a non-empty root.
+	 * The copy follows opam init, so that opam init starts from an empty ~/.opam as it does without
+	 * archives, and a change in the archives leaves the init layer cached.
 	 */
 	if (has_archives(opts))
 		strbuf_adds(out, "COPY --chown=1000:1000 " BUILD_CONTEXT_DOWNLOAD_CACHE
