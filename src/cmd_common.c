@@ -1,8 +1,10 @@
-/* Steps shared by the commands: loading repositories and reporting what the load found. */
+/* Steps shared by the commands: loading repositories, reporting what the load found, fetching sources. */
 #include "cmd_common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "fetch.h"
 #include "util.h"
 
 /* Load the repositories named by OPTS; print fatal problems and return -1 if one cannot be read. */
@@ -44,4 +46,57 @@ void report_load_problems(const struct diag_list *diags, int verbosity)
 	if (field_warnings > 0)
 		fprintf(stderr, "%s: %zu %s about fields that were ignored; run 'obake check' or add -v to see them\n",
 			program_name, field_warnings, field_warnings == 1 ? "warning" : "warnings");
+}
+
+/* Every source the solved targets' packages download, once each; only packages marked in NEEDED unless it is NULL. */
+static struct fetch_item *collect_sources(const struct repo_index *idx, const struct outcome *outcomes, uint32_t count,
+					  const uint8_t *needed, size_t *item_count, char ***names)
+{
+	uint8_t *seen = xcalloc(idx->package_count + 1, 1);
+	struct fetch_item *items = NULL;
+	size_t n = 0;
+
+	*names = NULL;
+	for (uint32_t t = 0; t < count; t++) {
+		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
+			uint32_t p = outcomes[t].plan.order[i];
+			if (seen[p] || (needed && !needed[p]))
+				continue;
+			seen[p] = 1;
+			const struct package *pkg = &idx->packages[p];
+			uint32_t sources = (pkg->url ? 1 : 0) + pkg->extra_source_count;
+			for (uint32_t s = 0; s < sources; s++) {
+				items = xreallocarray(items, n + 1, sizeof(*items));
+				*names = xreallocarray(*names, n + 1, sizeof(char *));
+				(*names)[n] = xasprintf("%s.%s", pkg->name, pkg->version);
+				items[n].package = (*names)[n];
+				items[n].source = pkg->url && s == 0 ? pkg->url
+								     : &pkg->extra_sources[s - (pkg->url ? 1 : 0)];
+				n++;
+			}
+		}
+	}
+	free(seen);
+	*item_count = n;
+	return items;
+}
+
+unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
+		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed)
+{
+	char **names;
+	size_t n;
+	struct fetch_item *items = collect_sources(idx, outcomes, count, needed, &n, &names);
+	struct fetch_stats stats = { 0 };
+	unsigned failed = fetch_all(cache_dir, items, n, opts->archive_mirrors, opts->archive_mirror_count,
+				    opts->jobs ? opts->jobs : 4, &stats);
+
+	if (opts->verbosity >= 0 && n > 0)
+		fprintf(stderr, "%s: sources: %u cached, %u downloaded, %u failed, %u without a checksum\n",
+			program_name, stats.cached, stats.downloaded, stats.failed, stats.no_checksum);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(items);
+	return failed;
 }

@@ -2,6 +2,9 @@
 #ifndef OBAKE_CMD_COMMON_H
 #define OBAKE_CMD_COMMON_H
 
+#include <stdint.h>
+
+#include "batch.h"
 #include "diag.h"
 #include "options.h"
 #include "repo.h"
@@ -14,5 +17,14 @@ int load_repositories(struct repo_index *idx, const struct options *opts, struct
  * version) one per line, and only count warnings about single fields unless VERBOSITY asks for each.
  */
 void report_load_problems(const struct diag_list *diags, int verbosity);
+
+/*
+ * Fetch every url and extra-source of the solved OUTCOMES' packages (only of those marked in
+ * NEEDED, a flag per package of IDX, unless it is NULL) into CACHE_DIR, looking in OPTS's archive
+ * mirrors first (see fetch_all), and print a summary unless -q or nothing was to fetch. Returns
+ * the number of sources that could not be fetched.
+ */
+unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
+		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed);
 
 #endif

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "batch.h"
+#include "build_context.h"
 #include "cmd_common.h"
 #include "commands.h"
 #include "dockerfile.h"
@@ -14,7 +15,8 @@
 static const char dockerfile_usage[] =
 	"obake dockerfile [-r DIR] [--ocaml VERSION] [--all] [--all-versions] [--with-test] [-o DIR]\n"
 	"                        [--base-image IMAGE] [--opam-source distribution|release] [--opam-url URL]\n"
-	"                        [--max-layers N] [--max-file-size BYTES] [--batch-size N] [--no-group] TARGET...";
+	"                        [--max-layers N] [--max-file-size BYTES] [--batch-size N] [--no-group]\n"
+	"                        [--archive-mirror DIR|URL]... TARGET...";
 
 static void print_report(const struct dockerfile_report *r, const char *dir)
 {
@@ -31,10 +33,10 @@ static void print_report(const struct dockerfile_report *r, const char *dir)
 
 int command_dockerfile(int argc, char **argv)
 {
-	static const char *const accepted[] = { "all",        "all-versions",  "with-test",   "with-doc",
-						"output",     "base-image",    "opam-source", "opam-url",
-						"max-layers", "max-file-size", "batch-size",  "no-group",
-						NULL };
+	static const char *const accepted[] = {
+		"all",      "all-versions", "with-test",     "with-doc",   "output",   "base-image",     "opam-source",
+		"opam-url", "max-layers",   "max-file-size", "batch-size", "no-group", "archive-mirror", NULL
+	};
 	struct options opts;
 	struct repo_index idx;
 	struct diag_list diags = { 0 };
@@ -66,12 +68,22 @@ int command_dockerfile(int argc, char **argv)
 	report_load_problems(&diags, opts.verbosity);
 
 	char *context = realpath(opts.repositories[0], NULL);
+	if (!context)
+		fprintf(stderr, "%s: cannot resolve repository %s: %s\n", program_name, opts.repositories[0],
+			strerror(errno));
 	if (context && targets_collect(&idx, &opts, &targets)) {
 		struct batch_report batch;
 		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &batch);
 		struct dockerfile_report report;
-		status = dockerfile_write_all(&opts, &idx, context, outcomes, targets.count, &report) == 0 ? EXIT_OK
-													   : EXIT_USAGE;
+		/* Offline builds need the archives in the build context, which is then obake's own folder. */
+		if (opts.archive_mirror_count > 0) {
+			free(context);
+			context = build_context_create(&opts, &idx, outcomes, targets.count, dir);
+		}
+		if (context)
+			status = dockerfile_write_all(&opts, &idx, context, outcomes, targets.count, &report) == 0
+					 ? EXIT_OK
+					 : EXIT_USAGE;
 		if (status == EXIT_OK && opts.verbosity >= 0)
 			print_report(&report, dir);
 		batch_release(outcomes, targets.count);

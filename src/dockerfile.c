@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build_context.h"
 #include "util.h"
 
 /* Layers the shared setup adds to the base image: apt, the user and helper script, the repository, opam init. */
@@ -59,6 +60,18 @@ static void add_shell_quoted(struct strbuf *out, const char *s)
 	strbuf_addc(out, '\'');
 }
 
+/* Whether the build context is obake's folder with the archives (--archive-mirror), not the repository. */
+static bool has_archives(const struct options *opts)
+{
+	return opts->archive_mirror_count > 0;
+}
+
+/* Layers of the shared setup: SETUP_LAYERS, and one more for the archives' COPY. */
+static uint32_t setup_layers(const struct options *opts)
+{
+	return SETUP_LAYERS + (has_archives(opts) ? 1 : 0);
+}
+
 /* The setup every target shares, after the FROM line. */
 static void add_setup(struct strbuf *out, const struct options *opts)
 {
@@ -91,10 +104,23 @@ static void add_setup(struct strbuf *out, const struct options *opts)
 	strbuf_adds(out, "USER opam\n"
 			 "WORKDIR /home/opam\n"
 			 "ENV OPAMYES=1 OPAMCONFIRMLEVEL=unsafe-yes OPAMERRLOGLEN=0 OPAMCOLOR=never OPAMDOWNLOADJOBS=1 "
-			 "OPAMPRECISETRACKING=1\n"
-			 "COPY --chown=1000:1000 . /home/opam/opam-repository\n"
-			 "RUN opam init --bare --disable-sandboxing --no-setup default /home/opam/opam-repository && "
+			 "OPAMPRECISETRACKING=1\n");
+	/* With --archive-mirror the context is obake's folder, holding the repository and the archives. */
+	if (has_archives(opts))
+		strbuf_adds(out, "COPY --chown=1000:1000 " BUILD_CONTEXT_REPOSITORY " /home/opam/opam-repository\n");
+	else
+		strbuf_adds(out, "COPY --chown=1000:1000 . /home/opam/opam-repository\n");
+	strbuf_adds(out, "RUN opam init --bare --disable-sandboxing --no-setup default /home/opam/opam-repository && "
 			 "opam switch create default --empty && echo '# obake build log' >" BUILD_LOG "\n");
+	/*
+	 * opam 2.1 takes a source from ~/.opam/download-cache/<algorithm>/<xx>/<hash> without
+	 * network, but rejects archive-mirrors in `opam option --global`, so the archives go there.
+	 * The copy follows opam init, so that opam init starts from an empty ~/.opam as it does without
+	 * archives, and a change in the archives leaves the init layer cached.
+	 */
+	if (has_archives(opts))
+		strbuf_adds(out, "COPY --chown=1000:1000 " BUILD_CONTEXT_DOWNLOAD_CACHE
+				 " /home/opam/.opam/download-cache\n");
 }
 
 /* FNV-1a over a package's name.version: content-defined chunk boundaries. */
@@ -427,14 +453,16 @@ static uint32_t *rank_packages(const struct repo_index *idx, const struct outcom
 }
 
 /* Per-target Dockerfiles; fills each target's steps text for the combined parts. */
-static int write_target_files(const struct options *opts, const struct repo_index *idx, const struct outcome *outcomes,
-			      uint32_t count, char **steps, struct dockerfile_report *report)
+static int write_target_files(const struct options *opts, const struct repo_index *idx, const char *context,
+			      const struct outcome *outcomes, uint32_t count, char **steps,
+			      struct dockerfile_report *report)
 {
 	const char *dir = opts->output_dir ? opts->output_dir : ".";
 	uint32_t *rank = rank_packages(idx, outcomes, count);
 	uint32_t *row_of = xcalloc(idx->package_count + 1, sizeof(uint32_t));
-	uint32_t budget = opts->max_layers > SETUP_LAYERS + BASE_LAYERS + 1
-				  ? opts->max_layers - SETUP_LAYERS - BASE_LAYERS - 1
+	uint32_t setup_depth = setup_layers(opts);
+	uint32_t budget = opts->max_layers > setup_depth + BASE_LAYERS + 1
+				  ? opts->max_layers - setup_depth - BASE_LAYERS - 1
 				  : 1;
 	struct fingerprint_set chains = { 0 };
 	struct strbuf setup = { 0 };
@@ -462,18 +490,25 @@ static int write_target_files(const struct options *opts, const struct repo_inde
 		report->grouped += l.steps < l.count;
 		report->package_steps += l.count;
 		report->emitted_steps += l.steps;
-		if (SETUP_LAYERS + l.steps > report->max_depth)
-			report->max_depth = SETUP_LAYERS + l.steps;
+		if (setup_depth + l.steps > report->max_depth)
+			report->max_depth = setup_depth + l.steps;
 		count_distinct_steps(&chains, steps[t]);
 
 		char *name = target_name(idx, o->target);
 		struct strbuf file = { 0 };
 		strbuf_addf(&file, "# %s: built by obake's install order, %u packages in %u steps.\n", name, l.count,
 			    l.steps);
-		strbuf_addf(&file,
-			    "# Build with the repository as context: docker build -f %s.dockerfile --target results "
-			    "--output type=local,dest=results REPOSITORY\n",
-			    name);
+		if (has_archives(opts))
+			strbuf_addf(
+				&file,
+				"# Build with the context folder obake wrote: docker build -f %s.dockerfile --target "
+				"results --output type=local,dest=results %s\n",
+				name, context);
+		else
+			strbuf_addf(&file,
+				    "# Build with the repository as context: docker build -f %s.dockerfile --target "
+				    "results --output type=local,dest=results REPOSITORY\n",
+				    name);
 		strbuf_addf(&file, "FROM %s AS build\n%s%s", opts->base_image, strbuf_str(&setup), steps[t]);
 		strbuf_addf(&file, "\nFROM scratch AS results\nCOPY --from=build " BUILD_LOG " /%s\n", name);
 		char *file_name = xasprintf("%s.dockerfile", name);
@@ -791,7 +826,7 @@ int dockerfile_write_all(const struct options *opts, const struct repo_index *id
 		fprintf(stderr, "%s: cannot resolve output folder %s: %s\n", program_name, dir, strerror(errno));
 		goto out;
 	}
-	if (write_target_files(opts, idx, outcomes, count, steps, report) == 0 &&
+	if (write_target_files(opts, idx, context, outcomes, count, steps, report) == 0 &&
 	    write_parts(opts, idx, outcomes, count, steps, part_of, report) == 0 &&
 	    write_bake(opts, idx, context, abs_dir, outcomes, count, batch_of, report) == 0 &&
 	    write_driver(dir, context, idx, outcomes, count) == 0 &&

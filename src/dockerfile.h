@@ -30,7 +30,8 @@ struct dockerfile_report {
 /*
  * Write every file for OUTCOMES into OPTS->output_dir: one <name.version>.dockerfile per solved
  * target, Dockerfile.NNN parts, docker-bake[.NNN].hcl, build-all.sh and index.json. CONTEXT is
- * the build context (the repository). Returns -1 after printing an error when a file cannot be written.
+ * the build context: the repository, or with OPTS->archive_mirrors the folder that
+ * build_context_create made. Returns -1 after printing an error when a file cannot be written.
  */
 int dockerfile_write_all(const struct options *opts, const struct repo_index *idx, const char *context,
 			 const struct outcome *outcomes, uint32_t count, struct dockerfile_report *report);

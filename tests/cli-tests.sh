@@ -98,5 +98,60 @@ contains "error caret" "^"
 expect "list despite bad file" 0 "$obake" list -r "$work/bad"
 contains "good still listed" "good.1"
 
+# dockerfile --archive-mirror: the build context is a folder under -o holding the repository (hard
+# links) and the archives the solutions need, found by checksum in the mirror. The repository is
+# not written. The source URLs name missing files, so nothing is fetched from anywhere else.
+cp -R "$example" "$work/ctx-repo"
+mkdir -p "$work/ctx-src/tinylib-1.0"
+echo "tinylib source" >"$work/ctx-src/tinylib-1.0/README"
+tar -C "$work/ctx-src" -czf "$work/tinylib-1.0.tar.gz" tinylib-1.0
+sum=$(sha256sum "$work/tinylib-1.0.tar.gz" | cut -d' ' -f1)
+prefix=$(printf '%s' "$sum" | cut -c1-2)
+mkdir -p "$work/ctx-mirror/sha256/$prefix"
+cp "$work/tinylib-1.0.tar.gz" "$work/ctx-mirror/sha256/$prefix/$sum"
+printf 'url {\n  src: "file://%s/missing/tinylib-1.0.tar.gz"\n  checksum: "sha256=%s"\n}\n' "$work" "$sum" \
+	>>"$work/ctx-repo/packages/tinylib/tinylib.1.0/opam"
+printf 'url {\n  src: "file://%s/missing/beta-1.0.tar.gz"\n  checksum: "sha256=%s"\n}\n' "$work" \
+	"0000000000000000000000000000000000000000000000000000000000000000" \
+	>>"$work/ctx-repo/packages/beta/beta.1.0/opam"
+(cd "$work/ctx-repo" && find . -printf '%p %y %s %m %T@\n' | sort) >"$work/ctx-repo.before"
+expect "dockerfile archive mirror" 0 "$obake" dockerfile -r "$work/ctx-repo" --archive-mirror "$work/ctx-mirror" \
+	-o "$work/ctx-out" tinylib beta
+contains "missing archive reported" "beta.1.0"
+contains "missing archive counted" "1 sources are missing from the build context"
+context=$work/ctx-out/context
+check_ok() {
+	if eval "$2"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "FAIL $1"
+	fi
+}
+check_ok "archive in context" "cmp -s '$work/tinylib-1.0.tar.gz' '$context/download-cache/sha256/$prefix/$sum'"
+check_ok "repository hard-linked" \
+	"[ '$context/opam-repository/packages/tinylib/tinylib.1.0/opam' -ef '$work/ctx-repo/packages/tinylib/tinylib.1.0/opam' ]"
+check_ok "repository index in context" "[ -f '$context/opam-repository/repo' ]"
+(cd "$work/ctx-repo" && find . -printf '%p %y %s %m %T@\n' | sort) >"$work/ctx-repo.after"
+check_ok "repository unchanged" "cmp -s '$work/ctx-repo.before' '$work/ctx-repo.after'"
+check_ok "dockerfile copies archives" \
+	"grep -qx 'COPY --chown=1000:1000 download-cache /home/opam/.opam/download-cache' '$work/ctx-out/tinylib.1.0.dockerfile'"
+check_ok "dockerfile copies repository" \
+	"grep -qx 'COPY --chown=1000:1000 opam-repository /home/opam/opam-repository' '$work/ctx-out/tinylib.1.0.dockerfile'"
+check_ok "archives copied after init" \
+	"grep -A1 '^RUN opam init' '$work/ctx-out/Dockerfile.001' | grep -q 'download-cache'"
+check_ok "bake uses context" "grep -qF 'context = \"$context\"' '$work/ctx-out/docker-bake.hcl'"
+check_ok "driver uses context" "grep -qxF \"context='$context'\" '$work/ctx-out/build-all.sh'"
+touch "$context/download-cache/stale"
+expect "dockerfile archive mirror rerun" 0 "$obake" dockerfile -r "$work/ctx-repo" --archive-mirror "$work/ctx-mirror" \
+	-o "$work/ctx-out" tinylib
+check_ok "rerun drops stale files" "[ ! -e '$context/download-cache/stale' ]"
+expect "dockerfile without mirror" 0 "$obake" dockerfile -r "$work/ctx-repo" -o "$work/plain-out" tinylib
+check_ok "no context without mirror" "[ ! -e '$work/plain-out/context' ]"
+check_ok "plain dockerfile copies the context" \
+	"grep -qx 'COPY --chown=1000:1000 . /home/opam/opam-repository' '$work/plain-out/tinylib.1.0.dockerfile'"
+check_ok "plain dockerfile has no archives" "! grep -q download-cache '$work/plain-out/tinylib.1.0.dockerfile'"
+expect "archive mirror not for solve" 2 "$obake" solve -r "$example" --archive-mirror "$work/ctx-mirror" tinylib
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
