@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "depexts.h"
 #include "files.h"
 #include "intern.h"
 #include "overlay.h"
@@ -50,7 +51,9 @@ struct engine {
 	const struct outcome *outcomes;
 	struct node *nodes;
 	uint32_t node_count, node_capacity;
-	struct intern_table keys; /* key -> node index */
+	struct intern_table keys;  /* key -> node index */
+	struct name_set installed; /* the base's system packages */
+	bool check_depexts;        /* false when the base has no dpkg to ask */
 
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
@@ -271,6 +274,43 @@ static void remove_tree_or_warn(const char *path)
 	}
 }
 
+/*
+ * The system packages NODE's depexts name that the base lacks, comma-separated, or NULL. opam
+ * stops on those before it builds anything; the builds run with --no-depexts (they cannot install
+ * anything without a network), so the engine makes the same check itself.
+ */
+static char *missing_depexts(const struct engine *e, uint32_t node)
+{
+	struct name_set wanted = { 0 };
+	struct strbuf missing = { 0 };
+
+	if (!e->check_depexts)
+		return NULL;
+	depexts_add(&wanted, &e->idx->packages[e->nodes[node].package], &e->opts->globals);
+	for (size_t i = 0; i < name_set_count(&wanted); i++)
+		if (!name_set_has(&e->installed, name_set_at(&wanted, i)))
+			strbuf_addf(&missing, "%s%s", missing.len ? ", " : "", name_set_at(&wanted, i));
+	name_set_release(&wanted);
+	return missing.len ? strbuf_detach(&missing) : NULL;
+}
+
+/* Record in LOG why NODE is not built: the base lacks system packages it needs. Returns exit code 1. */
+static int refuse_missing_depexts(const struct engine *e, uint32_t node, const char *log, const char *missing)
+{
+	char *target = package_string(e, node);
+	FILE *f = fopen(log, "a");
+
+	if (f) {
+		fprintf(f,
+			"# obake: %s needs system packages that the base does not have: %s\n"
+			"# obake: opam stops here too; add them to the base with --depexts or --extra-packages\n",
+			target, missing);
+		fclose(f);
+	}
+	free(target);
+	return 1;
+}
+
 /* Build one layer in TMP (from store_begin); returns the command's exit code, or -1 when the sandbox failed. */
 static int build_layer(struct engine *e, uint32_t node, const char *tmp, double *seconds, char **error)
 {
@@ -282,6 +322,13 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	char *bundle = xasprintf("%s/bundle", tmp);
 	struct overlay o = { 0 };
 	int exit_code = -1;
+
+	char *missing = missing_depexts(e, node);
+	if (missing) {
+		exit_code = refuse_missing_depexts(e, node, log, missing);
+		free(missing);
+		goto out;
+	}
 
 	collect_closure(e, node, seen, closure, &closure_count);
 	/* Lower layers, topmost first: the last installed dependency, down to the base. */
@@ -372,7 +419,7 @@ unmount:
 			remove_tree_or_warn(o.scratch);
 	}
 out:
-	for (uint32_t i = 0; i <= closure_count; i++)
+	for (uint32_t i = 0; lowers && i <= closure_count; i++)
 		free(lowers[i]);
 	free(lowers);
 	free(closure);
@@ -653,6 +700,8 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	uint32_t *target_node = xcalloc(count + 1, sizeof(uint32_t));
 	int status = 0;
 
+	e.check_depexts = depexts_load_installed(&e.installed, base->rootfs);
+
 	/* Step 1: the layers of every target, shared by key. */
 	for (uint32_t t = 0; t < count && status == 0; t++) {
 		target_node[t] = UINT32_MAX;
@@ -754,6 +803,7 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	free(e.nodes);
 	free(e.ready);
 	intern_release(&e.keys);
+	name_set_release(&e.installed);
 	free(target_node);
 	free(settings);
 	return status;

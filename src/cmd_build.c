@@ -13,6 +13,7 @@
 #include "build.h"
 #include "cmd_common.h"
 #include "commands.h"
+#include "depexts.h"
 #include "fetch.h"
 #include "filter.h"
 #include "store.h"
@@ -73,68 +74,24 @@ static void fetch_needed(const uint8_t *needed, void *context)
 	fetch_sources(f->opts, f->idx, f->cache_dir, f->outcomes, f->count, needed);
 }
 
-struct name_list {
-	char **items;
-	size_t count;
-};
-
-static void add_unique(struct name_list *l, const char *name)
-{
-	for (size_t i = 0; i < l->count; i++)
-		if (strcmp(l->items[i], name) == 0)
-			return;
-	l->items = xreallocarray(l->items, l->count + 1, sizeof(char *));
-	l->items[l->count++] = xstrdup(name);
-}
-
-/* Add the system packages of one depexts entry, `["pkg" ...] {filter}`, when its filter holds. */
-static void add_depext_entry(struct name_list *names, const struct value *entry, const struct filter_env *env,
-			     struct arena *scratch)
-{
-	const struct value *list = entry;
-
-	if (entry->kind == VALUE_OPTION) {
-		list = entry->u.option.subject;
-		if (entry->len == 1 && !filter_eval_bool(entry->u.option.items[0], env, scratch, false))
-			return;
-	}
-	for (uint32_t k = 0; list->kind == VALUE_LIST && k < list->len; k++)
-		if (list->u.items[k]->kind == VALUE_STRING)
-			add_unique(names, list->u.items[k]->u.str);
-}
-
 /*
- * The Debian packages the solutions' `depexts` name in this environment, joined to --extra-packages,
- * so the base preinstalls them (builds have no network to install them). Returns a new string.
+ * The Debian packages the solutions' `depexts` name in this environment, comma-separated, for the
+ * base to preinstall (builds have no network to install them). Returns a new string.
  */
 static char *extra_packages_with_depexts(const struct options *opts, const struct repo_index *idx,
 					 const struct outcome *outcomes, uint32_t count)
 {
-	struct name_list names = { 0 };
-	struct arena scratch = { 0 };
+	struct name_set names = { 0 };
 
-	for (uint32_t t = 0; t < count; t++) {
-		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
-			const struct package *p = &idx->packages[outcomes[t].plan.order[i]];
-			const struct value *d = p->depexts;
-			if (!d)
-				continue;
-			struct filter_env env = { &opts->globals, p->name, p->version, NULL };
-			/* A list of entries, or one entry that opam reads as a list of one. */
-			bool single = d->kind == VALUE_OPTION ||
-				      (d->kind == VALUE_LIST && d->len > 0 && d->u.items[0]->kind == VALUE_STRING);
-			for (uint32_t e = 0; e < (single ? 1 : d->len); e++)
-				add_depext_entry(&names, single ? d : d->u.items[e], &env, &scratch);
-		}
-	}
+	for (uint32_t t = 0; t < count; t++)
+		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++)
+			depexts_add(&names, &idx->packages[outcomes[t].plan.order[i]], &opts->globals);
+
 	struct strbuf sb = { 0 };
 	strbuf_adds(&sb, "");
-	for (size_t i = 0; i < names.count; i++) {
-		strbuf_addf(&sb, "%s%s", sb.len ? "," : "", names.items[i]);
-		free(names.items[i]);
-	}
-	free(names.items);
-	arena_release(&scratch);
+	for (size_t i = 0; i < name_set_count(&names); i++)
+		strbuf_addf(&sb, "%s%s", sb.len ? "," : "", name_set_at(&names, i));
+	name_set_release(&names);
 	return strbuf_detach(&sb);
 }
 

@@ -59,6 +59,11 @@ add_probe reach-network "tries to reach the network" "curl -s --max-time 5 -o /d
 add_probe write-outside "tries to write outside its prefix" "echo x > /etc/obake-escape"
 add_probe read-host "tries to read a file of the host" "cat $host_secret"
 add_probe slow "takes a while" "sleep 4"
+# Two packages with depexts: one the base has (Debian's ocaml-nox), one no Debian release has.
+add_probe has-system "needs a system package the base has" "true"
+echo 'depexts: [["ocaml-nox"] {os-family = "debian"}]' >>"$repo/packages/has-system/has-system.1/opam"
+add_probe lacks-system "needs a system package the base lacks" "true"
+echo 'depexts: [["obake-no-such-package"] {os-family = "debian"}]' >>"$repo/packages/lacks-system/lacks-system.1/opam"
 
 build() {
 	"$obake" build -r "$repo" --store "$store" --extra-packages ocaml-nox --ocaml 4.13.1 \
@@ -95,6 +100,10 @@ expect reach-network.1 failure
 expect write-outside.1 failure
 expect read-host.1 failure
 check "host unchanged by write-outside" "[ ! -e /etc/obake-escape ]"
+expect has-system.1 success
+expect lacks-system.1 failure
+check "the missing system package is named in the log" \
+	"grep -rqs 'system packages that the base does not have: obake-no-such-package' '$store'/*/*/build.log"
 check "tinylib built from its archive" "find '$store' -path '*lib/tinylib/README' | grep -q ."
 check "ocaml-system used Debian's compiler" "grep -rq 'ocaml-system' '$out/results.json'"
 
