@@ -4,9 +4,8 @@
 # `obake build`, and by the Dockerfiles of `obake dockerfile --archive-mirror` run with
 # `docker build --network=none`. Every target must end with the same status on both routes.
 # conf-pkg-config fails on both (its system package is not in the base) and conf-alsa, which
-# depends on it, is not built. conf-boost is the one known difference: it has no build step, so
-# natively (`opam install --no-depexts`) it succeeds, while opam in the image checks its depext
-# libboost-dev and fails it.
+# depends on it, is not built. conf-boost has no build step, only a depext (libboost-dev) the base
+# lacks: opam in the image stops at its depext check, and the native engine makes the same check.
 #
 # Runs only with OBAKE_SLICE=1, because it takes minutes. It needs root, Debian's docker.io,
 # containerd, debootstrap and runc, zstd, and the slice archive
@@ -44,12 +43,6 @@ mirror=${OBAKE_SLICE_MIRROR:-http://deb.debian.org/debian}
 include=build-essential,ca-certificates,curl,git,patch,rsync,sudo,unzip,bzip2,xz-utils,opam
 extra="ocaml-nox autoconf"
 targets=${OBAKE_SLICE_TARGETS:-dune re cmdliner conf-pkg-config conf-alsa conf-boost}
-# Targets whose statuses differ for a known reason: conf-* packages without a build step of their
-# own succeed natively, where opam runs with --no-depexts, and fail in the image, where opam 2.1
-# finds their system package missing.
-depext_only="conf-boost.1 conf-bpftool.0.1.0 conf-freeglut.1 conf-haveged.1.0.0 conf-ladspa.1 conf-lame.1
-	conf-libargon2.1 conf-libbpf.0.1.0 conf-libgif.1 conf-libgl.1 conf-liblo.1 conf-libmagic.1 conf-liburing.0.1.0
-	conf-lilv.1 conf-numa.0.1.0 conf-readline.1 conf-secp256k1.2"
 # The environment of the slice, as its solvable.tsv was made.
 environment="--ocaml 4.13.1 --os-version 12 --opam-version 2.1.2 --sys-ocaml-version 4.13.1 --sys-ocaml-arch x86_64
 	--sys-ocaml-cc cc --sys-ocaml-libc libc"
@@ -319,15 +312,7 @@ sort "$out/results/summary.txt" >"$work/buildkit.status"
 while read -r target status; do
 	native=$(awk -v t="$target" '$1 == t { print $2 }' "$work/native.status")
 	log=$out/results/$target
-	# shellcheck disable=SC2086 # a word list
-	if printf '%s\n' $depext_only | grep -qxF "$target"; then
-		if [ "$native" = success ] && [ "$status" = failure ] && grep -q "unavailable system package" "$log"; then
-			ok "$target: native success, BuildKit failure on its missing system package, as documented"
-		else
-			fail "$target: BuildKit $status, native ${native:-missing}; expected native success and a BuildKit failure on the missing system package"
-			[ -f "$log" ] && show "$log"
-		fi
-	elif [ "$status" = "$native" ]; then
+	if [ "$status" = "$native" ]; then
 		ok "$target: $status on both routes"
 	else
 		fail "$target: BuildKit $status, native ${native:-missing}"
