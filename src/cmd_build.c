@@ -288,100 +288,95 @@ static void warn_missing_packages(const struct base *base, int verbosity)
 	free(missing);
 }
 
-int command_build(int argc, char **argv)
+/* Build the solved OUTCOMES, write results.json and results.md, and print the summary. */
+static int run_builds(const struct options *opts, const struct repo_index *idx, const struct store *store,
+		      const struct base *base, const char *cache_dir, const struct outcome *outcomes, uint32_t count)
 {
-	struct options opts;
-	struct repo_index idx;
-	struct diag_list diags = { 0 };
-	struct target_list targets = { 0 };
-	int status = EXIT_USAGE;
+	struct build_fetch fetch = { opts, idx, cache_dir, outcomes, count };
+	struct target_result *results = xcalloc(count + 1, sizeof(*results));
+	struct build_counts counts;
+	int run = build_run(opts, idx, store, base, cache_dir, outcomes, count, fetch_needed, &fetch, results, &counts);
+	int status = write_results(opts, idx, outcomes, results, count, &counts) == 0 && run == 0 ? EXIT_OK
+												  : EXIT_USAGE;
+	if (run == 1)
+		status = EXIT_INTERRUPTED;
 
-	options_parse(&opts, argc, argv, build_options, build_usage);
-	if (opts.arg_count == 0 && !opts.all) {
-		fprintf(stderr, "%s: build needs a target, or --all\nusage: %s\n", program_name, build_usage);
-		options_release(&opts);
-		return EXIT_USAGE;
+	unsigned bad = 0;
+	for (uint32_t t = 0; t < count; t++) {
+		bad += results[t].status != TARGET_SUCCESS;
+		free(results[t].log);
+		free(results[t].failed_dependency);
 	}
-	if (opts.output_dir && mkdir(opts.output_dir, 0777) < 0 && errno != EEXIST) {
-		fprintf(stderr, "%s: cannot create output folder '%s': %s\n", program_name, opts.output_dir,
-			strerror(errno));
-		options_release(&opts);
-		return EXIT_USAGE;
-	}
-	if (load_repositories(&idx, &opts, &diags) < 0)
-		goto out;
-	report_load_problems(&diags, opts.verbosity);
-	if (!targets_collect(&idx, &opts, &targets))
-		goto release;
+	free(results);
+	if (status == EXIT_OK && bad > 0)
+		status = EXIT_FINDINGS;
 
-	char *root = store_root(&opts), *platform = platform_name(&opts), *error = NULL;
+	char dry_run_note[64];
+	snprintf(dry_run_note, sizeof(dry_run_note), " (dry run: %u to build)",
+		 counts.total - counts.cached - counts.failed - counts.dependency_failed);
+	if (opts->verbosity >= 0)
+		fprintf(stderr, "%s: %u targets; layers: %u built, %u cached, %u failed, %u dependency failed%s\n",
+			program_name, count, counts.built, counts.cached, counts.failed, counts.dependency_failed,
+			opts->dry_run ? dry_run_note : "");
+	return status;
+}
+
+/* Solve the session's targets, make sure of the store and the base, and build; returns the exit status. */
+static int build_targets(struct command_session *s)
+{
+	struct options *opts = &s->opts;
+	const struct repo_index *idx = &s->idx;
+	uint32_t count = s->targets.count;
+	char *root = store_root(opts), *platform = platform_name(opts), *error = NULL;
 	char *cache_dir = xasprintf("%s/sources", root);
 	struct store store = { 0 };
 	struct base base = { 0 };
 	struct batch_report report;
-	if (opts.detect_sys_ocaml && detect_sys_ocaml(&opts, root) != 0) {
-		status = EXIT_USAGE;
-		goto release_store;
-	}
-	struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
+	int status = EXIT_USAGE;
+
+	if (opts->detect_sys_ocaml && detect_sys_ocaml(opts, root) != 0)
+		goto release_paths;
+	struct outcome *outcomes = batch_solve(opts, idx, &s->targets, NULL, NULL, &report);
 	char *depexts = NULL;
-	if (opts.depexts) {
-		depexts = extra_packages_with_depexts(&opts, &idx, outcomes, targets.count);
-		opts.optional_packages = depexts;
-		if (opts.verbosity >= 0 && *depexts)
+	if (opts->depexts) {
+		depexts = extra_packages_with_depexts(opts, idx, outcomes, count);
+		opts->optional_packages = depexts;
+		if (opts->verbosity >= 0 && *depexts)
 			fprintf(stderr, "%s: the base will also hold the system packages the solutions name: %s\n",
 				program_name, depexts);
 	}
+
 	if (store_open(&store, root, platform, &error) != 0 ||
-	    base_ensure(&opts, root, !opts.dry_run, &base, &error) != 0) {
+	    base_ensure(opts, root, !opts->dry_run, &base, &error) != 0) {
 		fprintf(stderr, "%s: %s\n", program_name, error);
 		free(error);
-	} else if (!opts.dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
+	} else if (!opts->dry_run && (mkdir(cache_dir, 0755) != 0 && errno != EEXIST)) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
 	} else {
-		warn_missing_packages(&base, opts.verbosity);
-		struct build_fetch fetch = { &opts, &idx, cache_dir, outcomes, targets.count };
-		struct target_result *results = xcalloc(targets.count + 1, sizeof(*results));
-		struct build_counts counts;
-		int run = build_run(&opts, &idx, &store, &base, cache_dir, outcomes, targets.count, fetch_needed,
-				    &fetch, results, &counts);
-		status = write_results(&opts, &idx, outcomes, results, targets.count, &counts) == 0 && run == 0
-				 ? EXIT_OK
-				 : EXIT_USAGE;
-		if (run == 1)
-			status = EXIT_INTERRUPTED;
-		unsigned bad = 0;
-		for (uint32_t t = 0; t < targets.count; t++) {
-			bad += results[t].status != TARGET_SUCCESS;
-			free(results[t].log);
-			free(results[t].failed_dependency);
-		}
-		if (status == EXIT_OK && bad > 0)
-			status = EXIT_FINDINGS;
-		char dry_run_note[64];
-		snprintf(dry_run_note, sizeof(dry_run_note), " (dry run: %u to build)",
-			 counts.total - counts.cached - counts.failed - counts.dependency_failed);
-		if (opts.verbosity >= 0)
-			fprintf(stderr,
-				"%s: %u targets; layers: %u built, %u cached, %u failed, %u dependency failed%s\n",
-				program_name, targets.count, counts.built, counts.cached, counts.failed,
-				counts.dependency_failed, opts.dry_run ? dry_run_note : "");
-		free(results);
+		warn_missing_packages(&base, opts->verbosity);
+		status = run_builds(opts, idx, &store, &base, cache_dir, outcomes, count);
 	}
-	batch_release(outcomes, targets.count);
+
+	batch_release(outcomes, count);
 	free(depexts);
 	base_release(&base);
 	store_close(&store);
-release_store:
+release_paths:
 	free(cache_dir);
 	free(root);
 	free(platform);
-release:
-	repo_index_release(&idx);
-out:
-	target_list_release(&targets);
-	diag_list_release(&diags);
-	options_release(&opts);
+	return status;
+}
+
+int command_build(int argc, char **argv)
+{
+	struct command_session session;
+	int status = command_session_open(&session, argc, argv, build_options, build_usage);
+
+	if (status != EXIT_OK)
+		return status;
+	status = targets_collect(&session.idx, &session.opts, &session.targets) ? build_targets(&session) : EXIT_USAGE;
+	command_session_close(&session);
 	return status;
 }
 
@@ -415,35 +410,30 @@ int command_fetch(int argc, char **argv)
 {
 	static const char *const accepted[] = { "all",   "all-versions",   "with-test", "with-doc",
 						"store", "archive-mirror", NULL };
-	struct options opts;
-	struct repo_index idx;
-	struct diag_list diags = { 0 };
-	struct target_list targets = { 0 };
-	int status = EXIT_USAGE;
+	struct command_session session;
+	int status = command_session_open(&session, argc, argv, accepted, fetch_usage);
 
-	options_parse(&opts, argc, argv, accepted, fetch_usage);
-	if (load_repositories(&idx, &opts, &diags) < 0)
-		goto out;
-	report_load_problems(&diags, opts.verbosity);
-	if (targets_collect(&idx, &opts, &targets)) {
-		char *root = store_root(&opts), *cache_dir = xasprintf("%s/sources", root);
+	if (status != EXIT_OK)
+		return status;
+	status = EXIT_USAGE;
+	if (targets_collect(&session.idx, &session.opts, &session.targets)) {
+		const struct options *opts = &session.opts;
+		uint32_t count = session.targets.count;
+		char *root = store_root(opts), *cache_dir = xasprintf("%s/sources", root);
 		struct batch_report report;
-		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &report);
+		struct outcome *outcomes = batch_solve(opts, &session.idx, &session.targets, NULL, NULL, &report);
+
 		if ((mkdir(root, 0755) == 0 || errno == EEXIST) && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST))
-			status = fetch_sources(&opts, &idx, cache_dir, outcomes, targets.count, NULL) == 0
+			status = fetch_sources(opts, &session.idx, cache_dir, outcomes, count, NULL) == 0
 					 ? EXIT_OK
 					 : EXIT_FINDINGS;
 		else
 			fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
-		batch_release(outcomes, targets.count);
+		batch_release(outcomes, count);
 		free(root);
 		free(cache_dir);
 	}
-	repo_index_release(&idx);
-out:
-	target_list_release(&targets);
-	diag_list_release(&diags);
-	options_release(&opts);
+	command_session_close(&session);
 	return status;
 }
 

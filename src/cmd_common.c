@@ -1,9 +1,16 @@
-/* Steps shared by the commands: loading repositories, reporting what the load found, fetching sources. */
+/*
+ * Steps shared by the commands: the start and end of a command that solves targets, loading
+ * repositories, reporting what the load found, fetching sources.
+ */
 #include "cmd_common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "commands.h"
 #include "fetch.h"
 #include "util.h"
 
@@ -99,4 +106,39 @@ unsigned fetch_sources(const struct options *opts, const struct repo_index *idx,
 	free(names);
 	free(items);
 	return failed;
+}
+
+int command_session_open(struct command_session *s, int argc, char **argv, const char *const *accepted,
+			 const char *usage)
+{
+	memset(s, 0, sizeof(*s));
+	options_parse(&s->opts, argc, argv, accepted, usage);
+
+	if (s->opts.arg_count == 0 && !s->opts.all) {
+		fprintf(stderr, "%s: %s needs a target, or --all\nusage: %s\n", program_name, argv[0], usage);
+		options_release(&s->opts);
+		return EXIT_USAGE;
+	}
+	const char *dir = s->opts.output_dir;
+	if (dir && mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		fprintf(stderr, "%s: cannot create output folder %s: %s\n", program_name, dir, strerror(errno));
+		options_release(&s->opts);
+		return EXIT_USAGE;
+	}
+
+	if (load_repositories(&s->idx, &s->opts, &s->diags) < 0) {
+		diag_list_release(&s->diags);
+		options_release(&s->opts);
+		return EXIT_USAGE;
+	}
+	report_load_problems(&s->diags, s->opts.verbosity);
+	return EXIT_OK;
+}
+
+void command_session_close(struct command_session *s)
+{
+	target_list_release(&s->targets);
+	repo_index_release(&s->idx);
+	diag_list_release(&s->diags);
+	options_release(&s->opts);
 }

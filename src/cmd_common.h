@@ -9,6 +9,24 @@
 #include "options.h"
 #include "repo.h"
 
+/* What a command that solves targets holds from its start to its end. */
+struct command_session {
+	struct options opts;
+	struct repo_index idx;
+	struct diag_list diags;
+	struct target_list targets; /* filled by the command, with targets_collect */
+};
+
+/*
+ * The start of solve, dockerfile, build and fetch: parse ARGV (ARGV[0] is the command's name) with
+ * the command's ACCEPTED options, require a target or --all, create the -o folder when one is
+ * given, then load the repositories and report their problems. Returns EXIT_OK with S ready, or an
+ * exit status with S already released.
+ */
+int command_session_open(struct command_session *s, int argc, char **argv, const char *const *accepted,
+			 const char *usage);
+void command_session_close(struct command_session *s);
+
 /* Load the repositories named by OPTS; print fatal problems and return -1 if one cannot be read. */
 int load_repositories(struct repo_index *idx, const struct options *opts, struct diag_list *diags);
 

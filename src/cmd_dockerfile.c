@@ -31,68 +31,64 @@ static void print_report(const struct dockerfile_report *r, const char *dir)
 		(unsigned long long)r->distinct_steps, r->grouped, r->max_depth);
 }
 
+/* Solve the session's targets and write their Dockerfiles, bake file and driver into DIR. */
+static int dockerfile_targets(struct command_session *s, const char *dir)
+{
+	const struct options *opts = &s->opts;
+	char *context = realpath(opts->repositories[0], NULL);
+	int status = EXIT_USAGE;
+
+	if (!context) {
+		fprintf(stderr, "%s: cannot resolve repository %s: %s\n", program_name, opts->repositories[0],
+			strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (!targets_collect(&s->idx, opts, &s->targets)) {
+		free(context);
+		return EXIT_USAGE;
+	}
+
+	uint32_t count = s->targets.count;
+	struct batch_report batch;
+	struct outcome *outcomes = batch_solve(opts, &s->idx, &s->targets, NULL, NULL, &batch);
+	struct dockerfile_report report;
+	/* Offline builds need the archives in the build context, which is then obake's own folder. */
+	if (opts->archive_mirror_count > 0) {
+		free(context);
+		context = build_context_create(opts, &s->idx, outcomes, count, dir);
+	}
+	if (context)
+		status = dockerfile_write_all(opts, &s->idx, context, outcomes, count, &report) == 0 ? EXIT_OK
+												     : EXIT_USAGE;
+	if (status == EXIT_OK && opts->verbosity >= 0)
+		print_report(&report, dir);
+	batch_release(outcomes, count);
+	free(context);
+	return status;
+}
+
 int command_dockerfile(int argc, char **argv)
 {
 	static const char *const accepted[] = {
 		"all",      "all-versions", "with-test",     "with-doc",   "output",   "base-image",     "opam-source",
 		"opam-url", "max-layers",   "max-file-size", "batch-size", "no-group", "archive-mirror", NULL
 	};
-	struct options opts;
-	struct repo_index idx;
-	struct diag_list diags = { 0 };
-	struct target_list targets = { 0 };
-	int status = EXIT_USAGE;
+	struct command_session session;
+	int status = command_session_open(&session, argc, argv, accepted, dockerfile_usage);
+	if (status != EXIT_OK)
+		return status;
+	struct options *opts = &session.opts;
 
-	options_parse(&opts, argc, argv, accepted, dockerfile_usage);
-	if (opts.arg_count == 0 && !opts.all) {
-		fprintf(stderr, "%s: dockerfile needs a target, or --all\nusage: %s\n", program_name, dockerfile_usage);
-		options_release(&opts);
-		return EXIT_USAGE;
-	}
 	/* The build context is one folder: the repository that COPY puts into the image. */
-	if (opts.repository_count > 1) {
+	if (opts->repository_count > 1) {
 		fprintf(stderr,
 			"%s: dockerfile takes one repository, the build context; merge the others into it first\n",
 			program_name);
-		options_release(&opts);
+		command_session_close(&session);
 		return EXIT_USAGE;
 	}
-	const char *dir = opts.output_dir ? opts.output_dir : ".";
-	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
-		fprintf(stderr, "%s: cannot create output folder %s: %s\n", program_name, dir, strerror(errno));
-		options_release(&opts);
-		return EXIT_USAGE;
-	}
-	if (load_repositories(&idx, &opts, &diags) < 0)
-		goto out;
-	report_load_problems(&diags, opts.verbosity);
-
-	char *context = realpath(opts.repositories[0], NULL);
-	if (!context)
-		fprintf(stderr, "%s: cannot resolve repository %s: %s\n", program_name, opts.repositories[0],
-			strerror(errno));
-	if (context && targets_collect(&idx, &opts, &targets)) {
-		struct batch_report batch;
-		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, NULL, NULL, &batch);
-		struct dockerfile_report report;
-		/* Offline builds need the archives in the build context, which is then obake's own folder. */
-		if (opts.archive_mirror_count > 0) {
-			free(context);
-			context = build_context_create(&opts, &idx, outcomes, targets.count, dir);
-		}
-		if (context)
-			status = dockerfile_write_all(&opts, &idx, context, outcomes, targets.count, &report) == 0
-					 ? EXIT_OK
-					 : EXIT_USAGE;
-		if (status == EXIT_OK && opts.verbosity >= 0)
-			print_report(&report, dir);
-		batch_release(outcomes, targets.count);
-	}
-	free(context);
-	repo_index_release(&idx);
-out:
-	target_list_release(&targets);
-	diag_list_release(&diags);
-	options_release(&opts);
+	const char *dir = opts->output_dir ? opts->output_dir : ".";
+	status = dockerfile_targets(&session, dir);
+	command_session_close(&session);
 	return status;
 }

@@ -117,48 +117,31 @@ int command_solve(int argc, char **argv)
 {
 	static const char *const accepted[] = { "all",  "all-versions", "with-test", "with-doc", "deps",
 						"list", "dot",          "output",    NULL };
-	struct options opts;
-	struct repo_index idx;
-	struct diag_list diags = { 0 };
-	struct target_list targets = { 0 };
-	int status = EXIT_USAGE;
-
-	options_parse(&opts, argc, argv, accepted, solve_usage);
-	if (opts.arg_count == 0 && !opts.all) {
-		fprintf(stderr, "%s: solve needs a target, or --all\nusage: %s\n", program_name, solve_usage);
-		options_release(&opts);
-		return EXIT_USAGE;
-	}
-	if (opts.output_dir && mkdir(opts.output_dir, 0777) < 0 && errno != EEXIST) {
-		fprintf(stderr, "%s: cannot create output folder %s: %s\n", program_name, opts.output_dir,
-			strerror(errno));
-		options_release(&opts);
-		return EXIT_USAGE;
-	}
-	if (load_repositories(&idx, &opts, &diags) < 0)
-		goto out;
-	report_load_problems(&diags, opts.verbosity);
+	struct command_session session;
+	int status = command_session_open(&session, argc, argv, accepted, solve_usage);
+	if (status != EXIT_OK)
+		return status;
+	const struct options *opts = &session.opts;
+	const struct repo_index *idx = &session.idx;
+	struct target_list *targets = &session.targets;
 
 	/* Without an `ocaml` package there is nothing to pin, and day10's roots would fail every solve. */
-	if (!repo_find_name(&idx, "ocaml") && opts.verbosity >= 0)
+	if (!repo_find_name(idx, "ocaml") && opts->verbosity >= 0)
 		fprintf(stderr,
 			"%s: warning: no repository has a package named ocaml; solving without pinning OCaml %s\n",
-			program_name, opts.ocaml_version);
-	if (targets_collect(&idx, &opts, &targets)) {
+			program_name, opts->ocaml_version);
+	status = EXIT_USAGE;
+	if (targets_collect(idx, opts, targets)) {
 		struct batch_report report;
-		struct printer printer = { &opts, &idx,
-					   targets.count > 1 || opts.all || opts.all_versions || opts.arg_count > 1,
+		struct printer printer = { opts, idx,
+					   targets->count > 1 || opts->all || opts->all_versions || opts->arg_count > 1,
 					   EXIT_OK };
-		struct outcome *outcomes = batch_solve(&opts, &idx, &targets, print_outcome, &printer, &report);
+		struct outcome *outcomes = batch_solve(opts, idx, targets, print_outcome, &printer, &report);
 		status = printer.status;
-		if (targets.count > 1 && opts.verbosity >= 0)
-			batch_print_summary(outcomes, targets.count, &report);
-		batch_release(outcomes, targets.count);
+		if (targets->count > 1 && opts->verbosity >= 0)
+			batch_print_summary(outcomes, targets->count, &report);
+		batch_release(outcomes, targets->count);
 	}
-	repo_index_release(&idx);
-out:
-	target_list_release(&targets);
-	diag_list_release(&diags);
-	options_release(&opts);
+	command_session_close(&session);
 	return status;
 }
