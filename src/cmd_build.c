@@ -321,12 +321,11 @@ static int run_builds(const struct options *opts, const struct repo_index *idx, 
 	return status;
 }
 
-/* Solve the session's targets, make sure of the store and the base, and build; returns the exit status. */
+/* Collect and solve the session's targets, make sure of the store and the base, and build; returns the exit status. */
 static int build_targets(struct command_session *s)
 {
 	struct options *opts = &s->opts;
 	const struct repo_index *idx = &s->idx;
-	uint32_t count = s->targets.count;
 	char *root = store_root(opts), *platform = platform_name(opts), *error = NULL;
 	char *cache_dir = xasprintf("%s/sources", root);
 	struct store store = { 0 };
@@ -334,8 +333,12 @@ static int build_targets(struct command_session *s)
 	struct batch_report report;
 	int status = EXIT_USAGE;
 
+	/* Before the targets: which versions are available can depend on the detected values. */
 	if (opts->detect_sys_ocaml && detect_sys_ocaml(opts, root) != 0)
 		goto release_paths;
+	if (!targets_collect(idx, opts, &s->targets))
+		goto release_paths;
+	uint32_t count = s->targets.count;
 	struct outcome *outcomes = batch_solve(opts, idx, &s->targets, NULL, NULL, &report);
 	char *depexts = NULL;
 	if (opts->depexts) {
@@ -375,7 +378,7 @@ int command_build(int argc, char **argv)
 
 	if (status != EXIT_OK)
 		return status;
-	status = targets_collect(&session.idx, &session.opts, &session.targets) ? build_targets(&session) : EXIT_USAGE;
+	status = build_targets(&session);
 	command_session_close(&session);
 	return status;
 }
