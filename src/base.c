@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "depexts.h"
 #include "files.h"
 #include "util.h"
 
@@ -129,10 +130,33 @@ static void sha256_string(const char *s, char out[65])
 }
 
 /* What identifies a base: how it is made. Changing any of it makes another base (and other layers). */
+/* Check every name of the comma-separated LIST (from OPTION) before it reaches the setup script. */
+static int check_package_names(const char *list, const char *option, char **error)
+{
+	if (!list)
+		return 0;
+	char *copy = xstrdup(list);
+	int status = 0;
+
+	for (char *name = strtok(copy, ","); name && status == 0; name = strtok(NULL, ","))
+		if (!debian_package_name_valid(name))
+			status = set_error(error, "invalid Debian package name \"%s\" in %s", name, option);
+	free(copy);
+	return status;
+}
+
 static char *base_inputs(const struct options *opts, char **error)
 {
+	if (check_package_names(opts->extra_packages, "--extra-packages", error) != 0 ||
+	    check_package_names(opts->optional_packages, "the packages --depexts adds", error) != 0)
+		return NULL;
 	if (opts->base_tar) {
 		char digest[65];
+		struct stat st;
+		if (stat(opts->base_tar, &st) == 0 && !S_ISREG(st.st_mode)) {
+			*error = xasprintf("base tarball %s is not a regular file", opts->base_tar);
+			return NULL;
+		}
 		if (sha256_file(opts->base_tar, digest) != 0) {
 			*error = xasprintf("cannot read base tarball %s: %s", opts->base_tar, strerror(errno));
 			return NULL;

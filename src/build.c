@@ -288,7 +288,7 @@ static char *missing_depexts(const struct engine *e, uint32_t node)
 		return NULL;
 	depexts_add(&wanted, &e->idx->packages[e->nodes[node].package], &e->opts->globals);
 	for (size_t i = 0; i < name_set_count(&wanted); i++)
-		if (!name_set_has(&e->installed, name_set_at(&wanted, i)))
+		if (!depexts_installed(&e->installed, name_set_at(&wanted, i)))
 			strbuf_addf(&missing, "%s%s", missing.len ? ", " : "", name_set_at(&wanted, i));
 	name_set_release(&wanted);
 	return missing.len ? strbuf_detach(&missing) : NULL;

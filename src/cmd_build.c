@@ -1,10 +1,12 @@
 /* `obake build`, `obake base`, `obake fetch` and `obake prune`: the native build engine's commands. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,27 +91,54 @@ static char *extra_packages_with_depexts(const struct options *opts, const struc
 
 	struct strbuf sb = { 0 };
 	strbuf_adds(&sb, "");
-	for (size_t i = 0; i < name_set_count(&names); i++)
-		strbuf_addf(&sb, "%s%s", sb.len ? "," : "", name_set_at(&names, i));
+	for (size_t i = 0; i < name_set_count(&names); i++) {
+		const char *name = name_set_at(&names, i);
+		if (debian_package_name_valid(name))
+			strbuf_addf(&sb, "%s%s", sb.len ? "," : "", name);
+		else
+			warn("a depexts entry names \"%s\", which is not a Debian package name; it is left out", name);
+	}
 	name_set_release(&names);
 	return strbuf_detach(&sb);
 }
 
-/* The commit of the first repository when it is a git checkout, for the results. */
+/* The commit of the first repository when it is a git checkout, for the results; NULL otherwise. */
 static char *repository_commit(const char *repo)
 {
-	char *command = xasprintf("git -C '%s' rev-parse HEAD 2>/dev/null", repo);
-	FILE *p = popen(command, "r");
+	int fds[2];
 	char line[128] = "";
 
-	free(command);
-	if (!p)
+	if (pipe2(fds, O_CLOEXEC) != 0)
 		return NULL;
-	if (!fgets(line, sizeof(line), p))
-		line[0] = '\0';
-	pclose(p);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* No shell: the path goes to git as one argument, whatever it contains. */
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(fds[1], 1);
+		dup2(null, 2);
+		execlp("git", "git", "-C", repo, "rev-parse", "HEAD", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t len = 0;
+	ssize_t n;
+	while (pid > 0 && len < sizeof(line) - 1 && (n = read(fds[0], line + len, sizeof(line) - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fds[0]);
+	int status = 1;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	line[len] = '\0';
 	line[strcspn(line, "\n")] = '\0';
-	return line[0] ? xstrdup(line) : NULL;
+	if (pid <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || strlen(line) < 7)
+		return NULL;
+	return xstrdup(line);
 }
 
 /* The failed targets with their logs, for results.md; nothing when there are none. */

@@ -112,3 +112,39 @@ void name_set_release(struct name_set *set)
 	intern_release(&set->table);
 	memset(set, 0, sizeof(*set));
 }
+
+bool debian_package_name_valid(const char *name)
+{
+	size_t len = strcspn(name, ":");
+
+	if (len < 2 || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'))
+			return false;
+	}
+	if (name[len] == '\0')
+		return true;
+	/* An architecture: lowercase letters, digits and dashes. */
+	const char *arch = name + len + 1;
+	if (!*arch)
+		return false;
+	for (; *arch; arch++)
+		if (!((*arch >= 'a' && *arch <= 'z') || (*arch >= '0' && *arch <= '9') || *arch == '-'))
+			return false;
+	return true;
+}
+
+bool depexts_installed(const struct name_set *installed, const char *name)
+{
+	size_t len = strcspn(name, ":");
+
+	if (name[len] == '\0')
+		return name_set_has(installed, name);
+	/* dpkg's status names the package without its architecture. */
+	char *bare = xstrndup(name, len);
+	bool found = name_set_has(installed, bare);
+	free(bare);
+	return found;
+}

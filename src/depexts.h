@@ -33,6 +33,9 @@ static inline bool name_set_has(const struct name_set *set, const char *name)
 	return intern_find(&set->table, name) != UINT32_MAX;
 }
 
+/* Whether the system package NAME, `name` or `name:arch`, is in the set of installed packages. */
+bool depexts_installed(const struct name_set *installed, const char *name);
+
 static inline size_t name_set_count(const struct name_set *set)
 {
 	return set->table.count;
@@ -44,5 +47,12 @@ static inline const char *name_set_at(const struct name_set *set, size_t i)
 }
 
 void name_set_release(struct name_set *set);
+
+/*
+ * Whether NAME is a Debian package name (lowercase letters, digits and `+-.`, at least two
+ * characters, starting with a letter or digit), optionally with an architecture (`libc6:amd64`).
+ * Names go into the base's setup script, so anything else is refused before it gets there.
+ */
+bool debian_package_name_valid(const char *name);
 
 #endif

@@ -222,10 +222,17 @@ static int hash_file(const char *path, unsigned kinds, digest_set out, char **er
 {
 	EVP_MD_CTX *contexts[DIGEST_KIND_COUNT] = { 0 };
 	int rc = -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below instead. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
 
 	if (fd < 0) {
 		*error = xasprintf("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		*error = xasprintf("%s is not a regular file", path);
+		close(fd);
 		return -1;
 	}
 	for (int k = 0; k < DIGEST_KIND_COUNT; k++) {
@@ -411,7 +418,8 @@ static int truncate_fd(int fd)
 static int copy_local_file(const char *path, int out, char **error)
 {
 	struct stat st;
-	int in = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not block the fetch; it is refused as not a regular file. */
+	int in = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (in < 0) {
 		*error = xasprintf("cannot open %s: %s", path, strerror(errno));
@@ -431,9 +439,15 @@ static int copy_local_file(const char *path, int out, char **error)
 /* Copy SOURCE to the new file TARGET; -1 with errno set on failure. */
 static int copy_to_new_file(const char *source, const char *target)
 {
-	int in = open(source, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int in = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (in < 0)
 		return -1;
+	if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(in);
+		errno = EINVAL;
+		return -1;
+	}
 	int out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	int rc = out < 0 ? -1 : copy_bytes(in, out);
 	int saved_errno = errno;
@@ -678,10 +692,38 @@ static int fetch_remote(struct worker *w, const char *package, const char *url, 
 	}
 }
 
+/* The path of a file:///PATH URL with its %XX escapes decoded, or NULL for any other URL. */
+static char *file_url_path(const char *url)
+{
+	if (strncmp(url, "file:///", 8) != 0)
+		return NULL;
+	const char *s = url + 7;
+	char *path = xmalloc(strlen(s) + 1), *out = path;
+
+	for (; *s; s++) {
+		unsigned hi, lo;
+		if (s[0] == '%' && sscanf(s + 1, "%1x%1x", &hi, &lo) == 2 && (hi << 4 | lo) != 0) {
+			*out++ = (char)(hi << 4 | lo);
+			s += 2;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+	return path;
+}
+
 /* Download URL, a remote URL or a local path, into FD. */
 static int download(struct worker *w, const char *package, const char *url, int fd, char **error)
 {
 	char *scheme = NULL;
+	/* Local files are copied here rather than by libcurl, which would wait for ever on a FIFO. */
+	char *local = file_url_path(url);
+	if (local) {
+		int status = copy_local_file(local, fd, error);
+		free(local);
+		return status;
+	}
 
 	switch (classify_url(url, &scheme)) {
 	case URL_REMOTE: return fetch_remote(w, package, url, fd, error);

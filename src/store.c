@@ -33,7 +33,7 @@
 #include "util.h"
 
 /* Written first into every key, so that a change of what a key covers can change every key. */
-#define KEY_VERSION_TAG "obake-layer-1"
+#define KEY_VERSION_TAG "obake-layer-2"
 
 #define KEY_HEX_DIGITS (LAYER_KEY_SIZE - 1)
 
@@ -543,6 +543,13 @@ static int digest_layer_inputs(struct digest *d, const char *package_dir, const 
 	int status = 0;
 
 	digest_field(d, KEY_VERSION_TAG, strlen(KEY_VERSION_TAG));
+	/*
+	 * The directory's name is the package's name.version: two versions (or two packages) with
+	 * byte-identical opam files and dependencies install different things.
+	 */
+	const char *name = strrchr(package_dir, '/');
+	name = name ? name + 1 : package_dir;
+	digest_field(d, name, strlen(name));
 	status = digest_file(d, opam, error);
 	free(opam);
 	if (status == 0)

@@ -37,7 +37,7 @@ int store_open(struct store *s, const char *root, const char *platform, char **e
 void store_close(struct store *s);
 
 /*
- * Compute a layer key: SHA-256 over the package's opam file and every file under its files/
+ * Compute a layer key: SHA-256 over the name of PACKAGE_DIR (name.version), the package's opam file and every file under its files/
  * directory (path and content, in sorted order), the dependency layers' keys (sorted), the base
  * identity and the settings (OCaml version, environment) as one string.
  */

@@ -317,6 +317,26 @@ static void test_missing_file_fails(void)
 	free(src_dir);
 }
 
+/* A FIFO behind a file:// URL is refused at once instead of waiting for a writer that never comes. */
+static void test_fifo_source_refused(void)
+{
+	char *src_dir = new_dir("src"), *cache = new_dir("cache");
+	char *path = xasprintf("%s/pipe.tar.gz", src_dir), *url = xasprintf("file://%s", path);
+	const char *sums[] = { "sha256=" ABC_SHA256 };
+	struct package_source source = { .src = url, .checksums = sums, .checksum_count = 1 };
+	struct fetch_stats stats;
+
+	CHECK_INT_EQ(mkfifo(path, 0644), 0);
+	CHECK_INT_EQ(fetch_one(cache, "abc.1.0", &source, &stats), 1);
+	CHECK_INT_EQ(stats.failed, 1);
+	CHECK(captured_contains("not a regular file"));
+
+	free(path);
+	free(url);
+	free(cache);
+	free(src_dir);
+}
+
 static void test_local_path_source(void)
 {
 	char *src_dir = new_dir("src"), *cache = new_dir("cache");
@@ -1104,6 +1124,7 @@ int main(void)
 	RUN_TEST(test_bare_md5_checksum);
 	RUN_TEST(test_wrong_checksum_fails);
 	RUN_TEST(test_missing_file_fails);
+	RUN_TEST(test_fifo_source_refused);
 	RUN_TEST(test_local_path_source);
 	RUN_TEST(test_truncated_cache_file_refetched);
 	RUN_TEST(test_truncated_cache_file_without_source);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "store.h"
 #include "util.h"
 
@@ -418,9 +419,15 @@ static void test_key_ignores_creation_order(void)
 	static const char *const forward[] = { "a.patch", "b.patch", "c.patch", "d.patch", "e.patch" };
 	static const char *const backward[] = { "e.patch", "d.patch", "c.patch", "b.patch", "a.patch" };
 	char *dir = scratch_dir("store");
-	char *first = dir ? make_package_in_order(dir, "first", forward, ARRAY_LEN(forward)) : NULL;
-	char *second = dir ? make_package_in_order(dir, "second", backward, ARRAY_LEN(backward)) : NULL;
+	/* The same package name in two places: the name is part of the key. */
+	char *one = dir ? xasprintf("%s/one", dir) : NULL, *two = dir ? xasprintf("%s/two", dir) : NULL;
+	bool made = one && two && mkdir(one, 0755) == 0 && mkdir(two, 0755) == 0;
+	char *first = made ? make_package_in_order(one, "pkg.1", forward, ARRAY_LEN(forward)) : NULL;
+	char *second = made ? make_package_in_order(two, "pkg.1", backward, ARRAY_LEN(backward)) : NULL;
 	char first_key[LAYER_KEY_SIZE], second_key[LAYER_KEY_SIZE];
+
+	free(one);
+	free(two);
 
 	if (!first || !second) {
 		CHECK(!"cannot make the packages");
@@ -464,6 +471,21 @@ static void test_key_dependencies_base_settings(void)
 
 	CHECK_INT_EQ(store_layer_key(pkg, ab, 2, "base-2", base_settings, other, &error), 0);
 	CHECK(strcmp(other, with_ab) != 0);
+
+	/* The same opam file and dependencies under another package's name is another layer. */
+	char *twin = xasprintf("%s/twin", dir), *twin_opam = xasprintf("%s/twin/opam", dir);
+	CHECK_INT_EQ(mkdir(twin, 0755), 0);
+	scratch_write_text(twin_opam, "opam-version: \"2.0\"\nbuild: [make]\n");
+	char *pkg_files = xasprintf("%s/files", pkg), *twin_files = xasprintf("%s/files", twin);
+	char *copy_error = NULL;
+	CHECK_INT_EQ(copy_tree(pkg_files, twin_files, &copy_error), 0);
+	free(copy_error);
+	CHECK_INT_EQ(store_layer_key(twin, ab, 2, base_key, base_settings, other, &error), 0);
+	CHECK(strcmp(other, with_ab) != 0);
+	free(twin);
+	free(twin_opam);
+	free(pkg_files);
+	free(twin_files);
 	CHECK_INT_EQ(store_layer_key(pkg, ab, 2, base_key, "ocaml=5.1.0\nwith-test=0\n", other, &error), 0);
 	CHECK(strcmp(other, with_ab) != 0);
 	free(error);
