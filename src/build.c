@@ -395,9 +395,18 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	if (sandbox_run(&spec, bundle, &result, error) == 0) {
 		exit_code = result.exit_code;
 		*seconds = result.seconds;
-		if (result.timed_out && (f = fopen(log, "a"))) {
-			fprintf(f, "# obake: killed after the %u-second time limit\n", opts->timeout_seconds);
-			fclose(f);
+		/* A killed build is the package's failure too, recorded with the reason in its log. */
+		if ((result.timed_out || result.killed) && !interrupted) {
+			exit_code = 128 + (result.signal ? result.signal : 9);
+			if ((f = fopen(log, "a"))) {
+				if (result.timed_out)
+					fprintf(f, "# obake: killed after the %u-second time limit (--timeout)\n",
+						opts->timeout_seconds);
+				else
+					fprintf(f, "# obake: killed by signal %d; the memory limit is %llu bytes (--memory)\n",
+						result.signal, opts->memory_bytes);
+				fclose(f);
+			}
 		}
 	}
 	free(command);

@@ -370,7 +370,12 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		case OPT_TIMEOUT:
 			opts->timeout_seconds = (unsigned)parse_count(usage, "--timeout", optarg, 1, 7 * 24 * 3600);
 			break;
-		case OPT_MEMORY: opts->memory_bytes = parse_size(usage, "--memory", optarg); break;
+		case OPT_MEMORY:
+			opts->memory_bytes = parse_size(usage, "--memory", optarg);
+			/* runc refuses tiny limits, and no opam build fits in less. */
+			if (opts->memory_bytes < (64ULL << 20))
+				usage_error(usage, "invalid --memory '%s': at least 64M", optarg);
+			break;
 		case OPT_RUNTIME:
 			if (strcmp(optarg, "runc") != 0 && strcmp(optarg, "crun") != 0)
 				usage_error(usage, "invalid --runtime '%s': expected runc or crun", optarg);

@@ -190,6 +190,14 @@ check "an interrupted build stops within 10 s ($elapsed s)" "[ $elapsed -le 10 ]
 check "an interrupted build says how to go on" "grep -q 'interrupted; published layers are kept' '$work/interrupt.log'"
 check "an interrupted build leaves no temporary layer" "! ls -d '$store'/*/tmp-* 2>/dev/null | grep -q ."
 
+echo "== a build past its time limit"
+sed -i "s/of chain $nonce, interrupted/of chain $nonce, too slow/" "$chain/packages/link-1/link-1.1/opam"
+OBAKE_BUILD_COMMAND='sleep 60' "$obake" build -r "$chain" --store "$store" --extra-packages ocaml-nox \
+	--timeout 2 -o "$work/slow-out" link-1 >"$work/timeout.log" 2>&1
+slow_log=$(sed -n 's/.*"log": "\(.*\)".*/\1/p' "$work/slow-out/results.json")
+check "a build past --timeout is a failure" "grep -q '\"status\": \"failure\"' '$work/slow-out/results.json'"
+check "its log is kept and gives the time limit" "grep -q 'killed after the 2-second time limit' '$slow_log'"
+
 echo "== real packages from the offline slice of opam-repository"
 slice=${OBAKE_SHARED_DATA:-$root/../shared/data}/opam-universe-offline-debian12.tar.zst
 if [ -f "$slice" ]; then
