@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,7 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	uint32_t *closure = xcalloc(e->node_count + 1, sizeof(uint32_t)), closure_count = 0;
 	uint8_t *seen = xcalloc(e->node_count + 1, 1);
 	char **lowers = NULL;
+	int *held = NULL;
 	char *log = xasprintf("%s/build.log", tmp), *repo = xasprintf("%s/repo", tmp);
 	char *bundle = xasprintf("%s/bundle", tmp);
 	struct overlay o = { 0 };
@@ -331,6 +333,10 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	}
 
 	collect_closure(e, node, seen, closure, &closure_count);
+	/* Every lower layer stays in the store until this build is done with it. */
+	held = xcalloc(closure_count + 1, sizeof(int));
+	for (uint32_t i = 0; i < closure_count; i++)
+		held[i] = store_hold(e->store, e->nodes[closure[i]].key);
 	/* Lower layers, topmost first: the last installed dependency, down to the base. */
 	lowers = xcalloc(closure_count + 2, sizeof(char *));
 	for (uint32_t i = 0; i < closure_count; i++)
@@ -403,7 +409,9 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 					fprintf(f, "# obake: killed after the %u-second time limit (--timeout)\n",
 						opts->timeout_seconds);
 				else
-					fprintf(f, "# obake: killed by signal %d; the memory limit is %llu bytes (--memory)\n",
+					fprintf(f,
+						"# obake: killed by signal %d; the memory limit is %llu bytes "
+						"(--memory)\n",
 						result.signal, opts->memory_bytes);
 				fclose(f);
 			}
@@ -428,6 +436,10 @@ unmount:
 			remove_tree_or_warn(o.scratch);
 	}
 out:
+	for (uint32_t i = 0; held && i < closure_count; i++)
+		if (held[i] >= 0)
+			close(held[i]);
+	free(held);
 	for (uint32_t i = 0; lowers && i <= closure_count; i++)
 		free(lowers[i]);
 	free(lowers);
@@ -710,6 +722,12 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	int status = 0;
 
 	e.check_depexts = depexts_load_installed(&e.installed, base->rootfs);
+	/* Each build holds a lock file per lower layer, up to 500 of them, and -j builds run at once. */
+	struct rlimit files;
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+		files.rlim_cur = files.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &files);
+	}
 
 	/* Step 1: the layers of every target, shared by key. */
 	for (uint32_t t = 0; t < count && status == 0; t++) {

@@ -2,7 +2,8 @@
  * The layer store. The name of each entry of STORE/<platform> identifies it:
  *
  *   <key>/                          a published layer (64 lowercase hex digits)
- *   locks/<key>.lock                the lock of <key>, taken with flock(LOCK_EX)
+ *   locks/<key>.lock                the lock of <key>: flock(LOCK_EX) to build or remove the layer,
+ *                                   flock(LOCK_SH) by builds that use it as a lower layer
  *   tmp-<key>-<pid>-<random>/       a build of <key> in progress (store_begin)
  *   tmp-prune-<key>-<pid>-<random>/ a layer being deleted by store_prune
  *   tmp-remove-<key>-<pid>-<random>/ a layer being deleted by store_remove_layer
@@ -246,6 +247,23 @@ static int try_lock_key(const struct store *s, const char *key)
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		close(fd);
 		return -1;
+	}
+	return fd;
+}
+
+int store_hold(const struct store *s, const char *key)
+{
+	char *path = lock_path(s, key);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	free(path);
+	if (fd < 0)
+		return -1;
+	while (flock(fd, LOCK_SH) != 0) {
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
 	}
 	return fd;
 }

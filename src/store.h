@@ -68,6 +68,13 @@ int store_publish(const struct store *s, const char *key, const char *tmp_dir, c
 		  int lock_fd, char **error);
 /* Drop TMP_DIR and release LOCK_FD (a build that was interrupted). */
 void store_abandon(const struct store *s, const char *tmp_dir, int lock_fd);
+
+/*
+ * Hold KEY's lock shared while a build uses the layer as a lower layer, so that `obake prune` in
+ * another process, which takes it exclusively, leaves the layer alone. Returns the fd to close when
+ * done, or -1.
+ */
+int store_hold(const struct store *s, const char *key);
 /* Remove KEY's published layer (to rebuild a failed one with --retry-failed); a missing layer is no error. */
 int store_remove_layer(const struct store *s, const char *key, char **error);
 

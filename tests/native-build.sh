@@ -198,6 +198,23 @@ slow_log=$(sed -n 's/.*"log": "\(.*\)".*/\1/p' "$work/slow-out/results.json")
 check "a build past --timeout is a failure" "grep -q '\"status\": \"failure\"' '$work/slow-out/results.json'"
 check "its log is kept and gives the time limit" "grep -q 'killed after the 2-second time limit' '$slow_log'"
 
+echo "== prune while a build uses the layers below it"
+prune_store=$work/prune-store
+mkdir -p "$prune_store"
+cp -al "$store/bases" "$prune_store/bases"
+sed -i "s/of chain $nonce, too slow/of chain $nonce, pruned/" "$chain/packages/link-1/link-1.1/opam"
+OBAKE_BUILD_COMMAND='true' "$obake" build -r "$chain" --store "$prune_store" --extra-packages ocaml-nox \
+	-o "$work/prune-out" link-1 >/dev/null 2>&1
+# shellcheck disable=SC2016 # expanded in the container
+OBAKE_BUILD_COMMAND='sleep 6; test -d $HOME/.opam/default/lib/chain || true' "$obake" build -r "$chain" \
+	--store "$prune_store" --extra-packages ocaml-nox -o "$work/prune-out" link-2 >"$work/prune-build.log" 2>&1 &
+pid=$!
+sleep 3
+"$obake" prune --store "$prune_store" --max-size 1K >"$work/prune.log" 2>&1
+wait "$pid"
+check "a build goes on while prune runs" "grep -q '\"status\": \"success\"' '$work/prune-out/results.json'"
+check "prune leaves the layer a build uses" "grep -rqs '\"package\": \"link-1.1\"' '$prune_store'/*/*/layer.json"
+
 echo "== real packages from the offline slice of opam-repository"
 slice=${OBAKE_SHARED_DATA:-$root/../shared/data}/opam-universe-offline-debian12.tar.zst
 if [ -f "$slice" ]; then
