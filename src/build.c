@@ -730,16 +730,17 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	}
 
 	/* Step 1: the layers of every target, shared by key. */
-	for (uint32_t t = 0; t < count && status == 0; t++) {
+	char **target_error = xcalloc(count + 1, sizeof(char *));
+	for (uint32_t t = 0; t < count; t++) {
 		target_node[t] = UINT32_MAX;
 		if (!outcomes[t].solved)
 			continue;
 		uint32_t *row_node = xcalloc(outcomes[t].plan.count + 1, sizeof(uint32_t));
-		char *error = NULL;
-		if (add_plan(&e, t, settings, row_node, &error) != 0) {
-			fprintf(stderr, "%s: %s\n", program_name, error);
-			free(error);
-			status = -1;
+		/* A package whose files cannot be read stops its targets only; the others go on. */
+		if (add_plan(&e, t, settings, row_node, &target_error[t]) != 0) {
+			warn("%s; this target is not built", target_error[t]);
+			free(row_node);
+			continue;
 		}
 		for (uint32_t i = 0; i < outcomes[t].plan.count; i++)
 			if (outcomes[t].plan.order[i] == outcomes[t].target)
@@ -804,6 +805,11 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	for (uint32_t t = 0; t < count; t++) {
 		struct target_result *r = &results[t];
 		memset(r, 0, sizeof(*r));
+		if (target_error[t]) {
+			r->status = TARGET_FAILURE;
+			r->error = target_error[t];
+			continue;
+		}
 		if (!outcomes[t].solved || target_node[t] == UINT32_MAX) {
 			r->status = TARGET_NO_SOLUTION;
 			continue;
@@ -832,6 +838,7 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	intern_release(&e.keys);
 	name_set_release(&e.installed);
 	free(target_node);
+	free(target_error);
 	free(settings);
 	return status;
 }

@@ -25,6 +25,7 @@ struct target_result {
 	char key[LAYER_KEY_SIZE]; /* the target's layer */
 	char *log;                /* its build log */
 	char *failed_dependency;  /* "name.version" of the dependency that failed, for dependency_failed */
+	char *error;              /* why obake could not build it (no log then), for a failure */
 };
 
 /*

@@ -152,7 +152,10 @@ static void add_failures_md(struct strbuf *md, const struct repo_index *idx, con
 		if (results[t].status != TARGET_FAILURE)
 			continue;
 		const struct package *p = &idx->packages[outcomes[t].target];
-		strbuf_addf(md, "- %s.%s: `%s`\n", p->name, p->version, results[t].log);
+		if (results[t].error)
+			strbuf_addf(md, "- %s.%s: %s\n", p->name, p->version, results[t].error);
+		else
+			strbuf_addf(md, "- %s.%s: `%s`\n", p->name, p->version, results[t].log);
 	}
 }
 
@@ -220,8 +223,12 @@ static int write_results(const struct options *opts, const struct repo_index *id
 		json_t *o = json_pack("{s:s, s:s}", "package", name, "status", target_status_name(r->status));
 		by_status[r->status]++;
 		if (r->status != TARGET_NO_SOLUTION) {
-			json_object_set_new(o, "layer", json_string(r->key));
-			json_object_set_new(o, "log", json_string(r->log));
+			if (r->key[0])
+				json_object_set_new(o, "layer", json_string(r->key));
+			if (r->log)
+				json_object_set_new(o, "log", json_string(r->log));
+			if (r->error)
+				json_object_set_new(o, "error", json_string(r->error));
 			json_t *solution = json_array();
 			for (uint32_t i = 0; i < outcomes[t].plan.count; i++) {
 				const struct package *q = &idx->packages[outcomes[t].plan.order[i]];
@@ -334,6 +341,7 @@ static int run_builds(const struct options *opts, const struct repo_index *idx, 
 	for (uint32_t t = 0; t < count; t++) {
 		bad += results[t].status != TARGET_SUCCESS;
 		free(results[t].log);
+		free(results[t].error);
 		free(results[t].failed_dependency);
 	}
 	free(results);

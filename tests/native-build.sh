@@ -137,6 +137,17 @@ statuses >"$work/rerun.status"
 out=$out_saved
 check "rerun after SIGKILL has the same results" "cmp -s '$work/first.status' '$work/rerun.status'"
 
+echo "== a package whose files cannot be read stops only its own targets"
+mkdir -p "$repo/packages/badfiles/badfiles.1/files"
+printf 'opam-version: "2.0"\ndepends: ["ocaml"]\n' >"$repo/packages/badfiles/badfiles.1/opam"
+ln -s /root "$repo/packages/badfiles/badfiles.1/files/outside"
+build --dry-run badfiles toplib >"$work/badfiles.log" 2>&1
+statuses >"$work/badfiles.status"
+check "the package with unreadable files fails" "grep -q '^badfiles.1 failure' '$work/badfiles.status'"
+check "the other target is still reported from the store" "grep -q '^toplib.1.0 success' '$work/badfiles.status'"
+check "the reason is in results.json" "grep -q '\"error\": \"cannot' '$out/results.json'"
+rm -rf "$repo/packages/badfiles"
+
 echo "== a chain deeper than the lower-layer limit, and a layer lost from the store"
 # OBAKE_OVERLAY_MAX_LOWER=8 makes a 24-package chain go through the merging that overlayfs's
 # 500-layer limit needs in real builds. Each link's build command checks that it sees the files of
