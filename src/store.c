@@ -854,22 +854,54 @@ int store_begin(const struct store *s, const char *key, char **tmp_dir, char **e
  * Move TMP_DIR to the layer's path. Another process that published KEY first wins, because a
  * directory cannot be renamed onto a non-empty one, so TMP_DIR is then dropped.
  */
+enum removal { REMOVAL_DONE, REMOVAL_GONE, REMOVAL_FAILED };
+static enum removal remove_published(const struct store *s, const char *key, const char *purpose, char **error);
+
+/*
+ * The caller holds KEY's lock and found a layer in the way of its new one. A readable layer was
+ * published by someone else and stays; one whose layer.json cannot be read is damaged (a disk
+ * error, an edit by hand) and is removed, so the new build replaces it instead of being lost.
+ */
+static bool replace_damaged(const struct store *s, const char *key)
+{
+	struct layer_info info = { 0 };
+	char *error = NULL;
+
+	if (store_read_layer(s, key, &info, &error) == 0 && info.status != LAYER_MISSING) {
+		layer_info_release(&info);
+		return false;
+	}
+	warn("layer %s is damaged (%s); it is replaced by the new build", key, error ? error : "no layer.json");
+	free(error);
+	error = NULL;
+	bool removed = remove_published(s, key, "remove-", &error) != REMOVAL_FAILED;
+	if (!removed) {
+		warn("%s", error);
+		free(error);
+	}
+	return removed;
+}
+
 static int rename_into_place(const struct store *s, const char *key, const char *tmp_dir, char **error)
 {
 	char *final = store_layer_path(s, key);
 	int status = 0;
+	int rc = rename(tmp_dir, final), err = errno;
 
-	if (rename(tmp_dir, final) != 0) {
-		if (errno == EEXIST || errno == ENOTEMPTY)
-			remove_tree_or_warn(tmp_dir);
-		else
-			status = set_error(error, "cannot publish layer %s: cannot rename %s to %s: %s", key, tmp_dir,
-					   final, strerror(errno));
-	} else {
+	if (rc != 0 && (err == EEXIST || err == ENOTEMPTY) && replace_damaged(s, key)) {
+		rc = rename(tmp_dir, final);
+		err = errno;
+	}
+	if (rc == 0) {
 		/* The layer is visible now, so a failed sync only risks losing it at a power cut. */
 		char *ignored = NULL;
 		sync_dir(s->dir, &ignored);
 		free(ignored);
+	} else if (err == EEXIST || err == ENOTEMPTY) {
+		remove_tree_or_warn(tmp_dir);
+	} else {
+		status = set_error(error, "cannot publish layer %s: cannot rename %s to %s: %s", key, tmp_dir, final,
+				   strerror(err));
 	}
 	free(final);
 	return status;
@@ -907,8 +939,6 @@ void store_abandon(const struct store *s, const char *tmp_dir, int lock_fd)
 }
 
 /* Outcome of removing a published layer. */
-enum removal { REMOVAL_DONE, REMOVAL_GONE, REMOVAL_FAILED };
-
 /*
  * Rename KEY's layer into a new tmp-PURPOSE-KEY-* directory, so that it disappears at once, then
  * delete it. REMOVAL_GONE means the layer did not exist. A failure to delete after the rename

@@ -608,6 +608,41 @@ static void test_key_rejects_invalid_dependency(void)
 
 /* ---- Publishing and reading ---- */
 
+/* A layer whose layer.json is damaged is replaced by the next build of its key, not kept for ever. */
+static void test_publish_replaces_damaged_layer(void)
+{
+	char *dir = scratch_dir("store");
+	struct store s;
+	char key[LAYER_KEY_SIZE], *error = NULL;
+	struct layer_info info;
+
+	if (!dir || !open_store(&s, dir)) {
+		CHECK(!"cannot open the store");
+		remove_temp_dir(dir);
+		return;
+	}
+	fake_key(key, 12);
+	struct test_layer first = { "foo.1.0", LAYER_FAILURE, NULL, 0, 100 };
+	CHECK(publish(&s, key, &first));
+	char *layer = store_layer_path(&s, key), *json = xasprintf("%s/layer.json", layer);
+	CHECK(scratch_write_text(json, "{\"package\": "));
+	CHECK(store_read_layer(&s, key, &info, &error) != 0);
+	free(error);
+	error = NULL;
+
+	struct test_layer second = { "foo.1.0", LAYER_SUCCESS, NULL, 0, 100 };
+	CHECK(publish(&s, key, &second));
+	CHECK_INT_EQ(store_read_layer(&s, key, &info, &error), 0);
+	CHECK_INT_EQ(info.status, LAYER_SUCCESS);
+	layer_info_release(&info);
+
+	free(error);
+	free(layer);
+	free(json);
+	store_close(&s);
+	remove_temp_dir(dir);
+}
+
 static void test_publish_read_success(void)
 {
 	char *dir = scratch_dir("store");
@@ -1509,6 +1544,7 @@ int main(void)
 	RUN_TEST(test_key_unreadable_file_error);
 	RUN_TEST(test_key_rejects_invalid_dependency);
 	RUN_TEST(test_publish_read_success);
+	RUN_TEST(test_publish_replaces_damaged_layer);
 	RUN_TEST(test_publish_read_failure);
 	RUN_TEST(test_read_missing_layer);
 	RUN_TEST(test_read_invalid_layer_json);
