@@ -18,6 +18,7 @@
 #include "depexts.h"
 #include "fetch.h"
 #include "filter.h"
+#include "sandbox.h"
 #include "store.h"
 #include "util.h"
 
@@ -386,6 +387,9 @@ static int build_targets(struct command_session *s)
 				program_name, depexts);
 	}
 
+	/* Before store_open cleans up after killed runs: their containers may still use those directories. */
+	if (!opts->dry_run)
+		sandbox_reap_orphans(opts->runtime);
 	if (store_open(&store, root, platform, &error) != 0 ||
 	    base_ensure(opts, root, !opts->dry_run, &base, &error) != 0) {
 		fprintf(stderr, "%s: %s\n", program_name, error);

@@ -6,6 +6,7 @@
  */
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -383,6 +384,30 @@ static void delete_container(const char *runtime, const char *id)
  * Each container is killed here once and marked, so that the thread waiting for it keeps killing
  * it: a kill fails while the runtime is still creating the container.
  */
+void sandbox_reap_orphans(const char *runtime)
+{
+	/* Where runc and crun keep the state of root's containers, one directory per container id. */
+	char *state = xasprintf("/run/%s", strcmp(runtime, "crun") == 0 ? "crun" : "runc");
+	DIR *dir = opendir(state);
+	struct dirent *entry;
+
+	free(state);
+	if (!dir)
+		return;
+	while ((entry = readdir(dir)) != NULL) {
+		long pid;
+		unsigned serial;
+		char rest;
+		if (sscanf(entry->d_name, "obake-%ld-%u%c", &pid, &serial, &rest) != 2 || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		kill_container(runtime, entry->d_name);
+		delete_container(runtime, entry->d_name);
+	}
+	closedir(dir);
+}
+
 void sandbox_kill_all(void)
 {
 	pthread_mutex_lock(&registry_lock);

@@ -55,6 +55,13 @@ int sandbox_run(const struct sandbox_spec *spec, const char *bundle_dir, struct 
 /* Write the OCI config.json for SPEC into BUNDLE_DIR (exposed for tests). */
 int sandbox_write_config(const struct sandbox_spec *spec, const char *bundle_dir, char **error);
 
+/*
+ * Kill and delete the containers that an obake process which no longer exists (killed with
+ * SIGKILL, say) left running under RUNTIME: nothing else would stop them, and they hold their
+ * layers' overlay mounts.
+ */
+void sandbox_reap_orphans(const char *runtime);
+
 /* Kill every container this process started (for Ctrl-C); safe to call from a signal-free context. */
 void sandbox_kill_all(void);
 
