@@ -576,9 +576,17 @@ static void remove_stale_temps(const char *cache_dir)
 }
 
 /* Destination of curl's writes: the temporary file, and the errno of a failed write. */
+/*
+ * The largest download accepted. The largest archives in opam-repository are a few hundred
+ * megabytes; a server that streams without end must not fill the disk.
+ */
+#define MAX_DOWNLOAD_BYTES (4ULL << 30)
+
 struct sink {
 	int fd;
 	int write_errno;
+	unsigned long long written;
+	bool too_large;
 };
 
 static size_t write_body(char *data, size_t size, size_t count, void *userdata)
@@ -586,6 +594,11 @@ static size_t write_body(char *data, size_t size, size_t count, void *userdata)
 	struct sink *sink = userdata;
 	size_t len = size * count;
 
+	sink->written += len;
+	if (sink->written > MAX_DOWNLOAD_BYTES) {
+		sink->too_large = true;
+		return 0;
+	}
 	if (write_all(sink->fd, data, len) < 0) {
 		sink->write_errno = errno;
 		return 0; /* a short count makes curl abort the transfer with CURLE_WRITE_ERROR */
@@ -649,6 +662,8 @@ static char *curl_failure_message(const struct worker *w, CURLcode code, long ht
 {
 	const char *message = w->curl_error[0] ? w->curl_error : curl_easy_strerror(code);
 
+	if (code == CURLE_WRITE_ERROR && sink->too_large)
+		return xasprintf("the download passed %llu GiB and was stopped", MAX_DOWNLOAD_BYTES >> 30);
 	if (code == CURLE_WRITE_ERROR && sink->write_errno)
 		return xasprintf("cannot write the download into the cache: %s", strerror(sink->write_errno));
 	if (code == CURLE_UNSUPPORTED_PROTOCOL && http_status >= 300 && http_status < 400)
@@ -668,7 +683,7 @@ static int fetch_remote(struct worker *w, const char *package, const char *url, 
 	}
 	curl_easy_setopt(w->curl, CURLOPT_URL, url);
 	for (unsigned attempt = 1;; attempt++) {
-		struct sink sink = { fd, 0 };
+		struct sink sink = { fd, 0, 0, false };
 		if (truncate_fd(fd) < 0) {
 			*error = xasprintf("cannot truncate the temporary file: %s", strerror(errno));
 			return -1;
