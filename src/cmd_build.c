@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "depexts.h"
 #include "fetch.h"
+#include "files.h"
 #include "filter.h"
 #include "sandbox.h"
 #include "store.h"
@@ -379,7 +380,9 @@ static int build_targets(struct command_session *s)
 	uint32_t count = s->targets.count;
 	struct outcome *outcomes = batch_solve(opts, idx, &s->targets, NULL, NULL, &report);
 	char *depexts = NULL;
-	if (opts->depexts) {
+	if (opts->depexts && opts->base_tar) {
+		warn("--depexts has no effect with --base-tar: an imported base is used as it is");
+	} else if (opts->depexts) {
 		depexts = extra_packages_with_depexts(opts, idx, outcomes, count);
 		opts->optional_packages = depexts;
 		if (opts->verbosity >= 0 && *depexts)
@@ -467,12 +470,14 @@ int command_fetch(int argc, char **argv)
 		struct batch_report report;
 		struct outcome *outcomes = batch_solve(opts, &session.idx, &session.targets, NULL, NULL, &report);
 
-		if ((mkdir(root, 0755) == 0 || errno == EEXIST) && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST))
+		char *mkdir_error = NULL;
+		if (make_dirs(cache_dir, &mkdir_error) == 0)
 			status = fetch_sources(opts, &session.idx, cache_dir, outcomes, count, NULL) == 0
 					 ? EXIT_OK
 					 : EXIT_FINDINGS;
 		else
-			fprintf(stderr, "%s: cannot create %s: %s\n", program_name, cache_dir, strerror(errno));
+			fprintf(stderr, "%s: %s\n", program_name, mkdir_error);
+		free(mkdir_error);
 		batch_release(outcomes, count);
 		free(root);
 		free(cache_dir);
@@ -498,8 +503,18 @@ int command_prune(int argc, char **argv)
 		options_release(&opts);
 		return EXIT_USAGE;
 	}
+	if (opts.arg_count > 0) {
+		fprintf(stderr, "%s: prune takes no operand, found '%s'\nusage: %s\n", program_name, opts.args[0],
+			prune_usage);
+		options_release(&opts);
+		return EXIT_USAGE;
+	}
 	char *root = store_root(&opts), *platform = platform_name(&opts);
-	if (store_open(&store, root, platform, &error) == 0) {
+	struct stat st;
+	/* A mistyped --store must not pass for an empty store. */
+	if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode))
+		error = xasprintf("no store at %s: check --store or $OBAKE_STORE", root);
+	else if (store_open(&store, root, platform, &error) == 0) {
 		struct prune_options prune = { opts.older_than_days, opts.max_size, opts.dry_run };
 		unsigned long long freed = 0;
 		long removed = store_prune(&store, &prune, &freed, &error);

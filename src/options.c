@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 
 #include "util.h"
@@ -159,6 +160,17 @@ static _Noreturn void usage_error(const char *usage, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nusage: %s\nTry 'obake --help' for more information.\n", usage);
 	exit(2);
+}
+
+/* An archive mirror is a URL or an existing directory; anything else is a mistake worth saying now. */
+static void check_archive_mirror(const char *usage, const char *value)
+{
+	struct stat st;
+
+	if (strstr(value, "://"))
+		return;
+	if (!*value || stat(value, &st) != 0 || !S_ISDIR(st.st_mode))
+		usage_error(usage, "invalid --archive-mirror '%s': expected a URL or an existing directory", value);
 }
 
 /* Parse a whole number between MIN and MAX for OPTION, or exit with a usage error. */
@@ -390,12 +402,13 @@ void options_parse(struct options *opts, int argc, char **argv, const char *cons
 		case OPT_EXTRA_PACKAGES: opts->extra_packages = optarg; break;
 		case OPT_BASE_TAR: opts->base_tar = optarg; break;
 		case OPT_ARCHIVE_MIRROR:
+			check_archive_mirror(usage, optarg);
 			opts->archive_mirrors = xreallocarray(opts->archive_mirrors, opts->archive_mirror_count + 1,
 							      sizeof(char *));
 			opts->archive_mirrors[opts->archive_mirror_count++] = xstrdup(optarg);
 			break;
 		case OPT_OLDER_THAN:
-			opts->older_than_days = (double)parse_count(usage, "--older-than", optarg, 0, 100000);
+			opts->older_than_days = (double)parse_count(usage, "--older-than", optarg, 1, 100000);
 			break;
 		case OPT_MAX_SIZE: opts->max_size = parse_size(usage, "--max-size", optarg); break;
 		case ':': usage_error(usage, "option '%s' needs a value", argv[optind - 1]);

@@ -153,5 +153,18 @@ check_ok "plain dockerfile copies the context" \
 check_ok "plain dockerfile has no archives" "! grep -q download-cache '$work/plain-out/tinylib.1.0.dockerfile'"
 expect "archive mirror not for solve" 2 "$obake" solve -r "$example" --archive-mirror "$work/ctx-mirror" tinylib
 
+# Build-side commands: mistakes that are found before anything runs.
+expect "archive mirror that does not exist" 2 "$obake" fetch -r "$example" --archive-mirror "$work/nowhere" tinylib
+contains "archive mirror named" "expected a URL or an existing directory"
+expect "fetch without a target" 2 "$obake" fetch -r "$example"
+expect "prune of a missing store" 2 "$obake" prune --store "$work/no-store" --max-size 1G
+contains "missing store named" "no store at $work/no-store"
+check_ok "prune made no store" "[ ! -e '$work/no-store' ]"
+expect "prune with an operand" 2 "$obake" prune --store "$work" --max-size 1G stray
+expect "memory limit too small" 2 "$obake" build -r "$example" --memory 1K tinylib
+expect "extra package name with a shell command" 2 "$obake" base --store "$work/base-store" \
+	--extra-packages 'ocaml-nox,$(id)'
+contains "invalid package named" 'invalid Debian package name "$(id)"'
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
