@@ -250,9 +250,11 @@ static int write_results(const struct options *opts, const struct repo_index *id
 	json_t *root = json_pack("{s:s?, s:s, s:o}", "repository_commit", commit, "ocaml", opts->ocaml_version,
 				 "targets", targets);
 	char *path = xasprintf("%s/results.json", dir);
+	errno = 0;
 	int status = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (status != 0)
-		fprintf(stderr, "%s: cannot write %s\n", program_name, path);
+		fprintf(stderr, "%s: cannot write %s: %s\n", program_name, path,
+			errno ? strerror(errno) : "the JSON library gave no reason");
 	json_decref(root);
 
 	strbuf_addf(&md, "# obake build results\n\nRepository %s%s%s, OCaml %s.\n\n", opts->repositories[0],
@@ -372,6 +374,15 @@ static int build_targets(struct command_session *s)
 	struct batch_report report;
 	int status = EXIT_USAGE;
 
+	/* The results go there at the end; a folder that cannot take them should stop the run now. */
+	errno = 0;
+	const char *out_dir = opts->output_dir ? opts->output_dir : ".";
+	struct stat out_st;
+	if (stat(out_dir, &out_st) != 0 || !S_ISDIR(out_st.st_mode) || access(out_dir, W_OK) != 0) {
+		fprintf(stderr, "%s: cannot write results into %s: %s\n", program_name, out_dir,
+			errno ? strerror(errno) : "not a folder");
+		goto release_paths;
+	}
 	/* Before the targets: which versions are available can depend on the detected values. */
 	if (opts->detect_sys_ocaml && detect_sys_ocaml(opts, root) != 0)
 		goto release_paths;

@@ -165,6 +165,9 @@ expect "memory limit too small" 2 "$obake" build -r "$example" --memory 1K tinyl
 expect "extra package name with a shell command" 2 "$obake" base --store "$work/base-store" \
 	--extra-packages 'ocaml-nox,$(id)'
 contains "invalid package named" 'invalid Debian package name "$(id)"'
+touch "$work/a-file"
+expect "results folder that is a file" 2 "$obake" build -r "$example" --store "$work/file-store" -o "$work/a-file" tinylib
+contains "results folder named" "cannot write results into $work/a-file"
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
