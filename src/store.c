@@ -859,8 +859,8 @@ static enum removal remove_published(const struct store *s, const char *key, con
 
 /*
  * The caller holds KEY's lock and found a layer in the way of its new one. A readable layer was
- * published by someone else and stays; one whose layer.json cannot be read is damaged (a disk
- * error, an edit by hand) and is removed, so the new build replaces it instead of being lost.
+ * published by someone else and stays. One whose layer.json cannot be read is damaged (a disk
+ * error, an edit by hand): it is removed, so that the new build takes its place.
  */
 static bool replace_damaged(const struct store *s, const char *key)
 {
