@@ -27,7 +27,8 @@ enum node_state {
 	NODE_CACHED,
 	NODE_FAILED,
 	NODE_DEPENDENCY_FAILED,
-	NODE_CANCELLED
+	NODE_CANCELLED,
+	NODE_UNAVAILABLE /* its sources could not be fetched: not built, and not recorded as failed */
 };
 
 /* One layer to have: a package with one exact dependency closure. */
@@ -657,16 +658,24 @@ static void check_store(struct engine *e)
 	}
 }
 
-/* Tell PREPARE which packages have a layer to build, so that only their sources are fetched. */
-static void prepare_layers(const struct engine *e, build_prepare_fn *prepare, void *context)
+/*
+ * Tell PREPARE which packages have a layer to build, so that only their sources are fetched, and
+ * set aside the layers whose sources it could not fetch.
+ */
+static void prepare_layers(struct engine *e, build_prepare_fn *prepare, void *context)
 {
 	uint8_t *needed = xcalloc(e->idx->package_count + 1, 1);
+	uint8_t *unavailable = xcalloc(e->idx->package_count + 1, 1);
 
 	for (uint32_t i = 0; i < e->node_count; i++)
 		if (e->nodes[i].state != NODE_CACHED && e->nodes[i].state != NODE_FAILED)
 			needed[e->nodes[i].package] = 1;
-	prepare(needed, context);
+	prepare(needed, unavailable, context);
+	for (uint32_t i = 0; i < e->node_count; i++)
+		if (unavailable[e->nodes[i].package] && e->nodes[i].state == NODE_WAITING)
+			e->nodes[i].state = NODE_UNAVAILABLE;
 	free(needed);
+	free(unavailable);
 }
 
 /*
@@ -706,7 +715,7 @@ static void schedule(struct engine *e)
 			e->counts.cached++;
 			continue;
 		}
-		if (n->state == NODE_FAILED) {
+		if (n->state == NODE_FAILED || n->state == NODE_UNAVAILABLE) {
 			e->counts.failed++;
 			continue;
 		}
@@ -716,7 +725,7 @@ static void schedule(struct engine *e)
 	}
 	/* Failures found in the store propagate before anything runs. */
 	for (uint32_t i = 0; i < e->node_count; i++)
-		if (e->nodes[i].state == NODE_FAILED)
+		if (e->nodes[i].state == NODE_FAILED || e->nodes[i].state == NODE_UNAVAILABLE)
 			propagate_failure(e, i, i);
 	for (uint32_t i = 0; i < e->node_count; i++) {
 		struct node *n = &e->nodes[i];
@@ -732,7 +741,8 @@ static enum target_status target_status_of(const struct node *n)
 	switch (n->state) {
 	case NODE_BUILT:
 	case NODE_CACHED: return TARGET_SUCCESS;
-	case NODE_FAILED: return TARGET_FAILURE;
+	case NODE_FAILED:
+	case NODE_UNAVAILABLE: return TARGET_FAILURE;
 	case NODE_DEPENDENCY_FAILED: return TARGET_DEPENDENCY_FAILED;
 	default: return TARGET_CANCELLED;
 	}
@@ -779,10 +789,10 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 	/* Step 2: what the store has, then the builds, up to -j at once. */
 	if (status == 0) {
 		check_store(&e);
+		if (!opts->dry_run && prepare)
+			prepare_layers(&e, prepare, context);
 		schedule(&e);
 	}
-	if (status == 0 && !opts->dry_run && prepare)
-		prepare_layers(&e, prepare, context);
 	if (status == 0 && !opts->dry_run) {
 		struct sigaction sa = { 0 }, old_int, old_term;
 		sa.sa_handler = on_interrupt;
@@ -854,6 +864,14 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 		free(layer);
 		if (r->status == TARGET_DEPENDENCY_FAILED && n->failed_dependency != UINT32_MAX)
 			r->failed_dependency = package_string(&e, n->failed_dependency);
+		if (n->state == NODE_UNAVAILABLE) {
+			free(r->log);
+			r->log = NULL;
+		}
+		if (n->state == NODE_UNAVAILABLE)
+			r->error = xstrdup(
+				"its sources could not be fetched (the reason is printed above); nothing was "
+				"recorded, so the next run tries again");
 	}
 
 	*counts = e.counts;

@@ -30,9 +30,11 @@ struct target_result {
 
 /*
  * Called once before the first build with NEEDED[p] set for every package p of the index that has a
- * layer to build (neither cached nor recorded as failed): the moment to fetch their sources.
+ * layer to build (neither cached nor recorded as failed): the moment to fetch their sources. It
+ * sets UNAVAILABLE[p] for the packages whose sources could not be had: their layers are not built
+ * and nothing is recorded, so that a later run tries again.
  */
-typedef void build_prepare_fn(const uint8_t *needed, void *context);
+typedef void build_prepare_fn(const uint8_t *needed, uint8_t *unavailable, void *context);
 
 /*
  * Build OUTCOMES' solved targets in STORE on BASE with OPTS->jobs parallel builds, using the source

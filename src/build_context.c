@@ -162,7 +162,7 @@ char *build_context_create(const struct options *opts, const struct repo_index *
 	 * Failed sources were printed by the fetcher. They fail only the packages that need them, in
 	 * the image build, as they would fail in `obake build`.
 	 */
-	unsigned failed = fetch_sources(opts, idx, cache, outcomes, count, NULL);
+	unsigned failed = fetch_sources(opts, idx, cache, outcomes, count, NULL, NULL);
 	if (failed > 0)
 		fprintf(stderr,
 			"%s: warning: %u sources are missing from the build context; the packages that need them will "

@@ -68,14 +68,14 @@ struct build_fetch {
 
 /*
  * Fetch the sources of the layers about to be built, and only those: a run whose layers are all
- * cached reads no archive. A source that cannot be fetched fails the build that needs it (its log
- * gives the reason), and the other builds go on.
+ * cached reads no archive. The packages whose sources cannot be fetched are marked UNAVAILABLE:
+ * the engine does not build them this run, and the other builds go on.
  */
-static void fetch_needed(const uint8_t *needed, void *context)
+static void fetch_needed(const uint8_t *needed, uint8_t *unavailable, void *context)
 {
 	const struct build_fetch *f = context;
 
-	fetch_sources(f->opts, f->idx, f->cache_dir, f->outcomes, f->count, needed);
+	fetch_sources(f->opts, f->idx, f->cache_dir, f->outcomes, f->count, needed, unavailable);
 }
 
 /*
@@ -483,7 +483,7 @@ int command_fetch(int argc, char **argv)
 
 		char *mkdir_error = NULL;
 		if (make_dirs(cache_dir, &mkdir_error) == 0)
-			status = fetch_sources(opts, &session.idx, cache_dir, outcomes, count, NULL) == 0
+			status = fetch_sources(opts, &session.idx, cache_dir, outcomes, count, NULL, NULL) == 0
 					 ? EXIT_OK
 					 : EXIT_FINDINGS;
 		else

@@ -57,13 +57,14 @@ void report_load_problems(const struct diag_list *diags, int verbosity)
 
 /* Every source the solved targets' packages download, once each; only packages marked in NEEDED unless it is NULL. */
 static struct fetch_item *collect_sources(const struct repo_index *idx, const struct outcome *outcomes, uint32_t count,
-					  const uint8_t *needed, size_t *item_count, char ***names)
+					  const uint8_t *needed, size_t *item_count, char ***names, uint32_t **packages)
 {
 	uint8_t *seen = xcalloc(idx->package_count + 1, 1);
 	struct fetch_item *items = NULL;
 	size_t n = 0;
 
 	*names = NULL;
+	*packages = NULL;
 	for (uint32_t t = 0; t < count; t++) {
 		for (uint32_t i = 0; outcomes[t].solved && i < outcomes[t].plan.count; i++) {
 			uint32_t p = outcomes[t].plan.order[i];
@@ -75,6 +76,8 @@ static struct fetch_item *collect_sources(const struct repo_index *idx, const st
 			for (uint32_t s = 0; s < sources; s++) {
 				items = xreallocarray(items, n + 1, sizeof(*items));
 				*names = xreallocarray(*names, n + 1, sizeof(char *));
+				*packages = xreallocarray(*packages, n + 1, sizeof(uint32_t));
+				(*packages)[n] = p;
 				(*names)[n] = xasprintf("%s.%s", pkg->name, pkg->version);
 				items[n].package = (*names)[n];
 				items[n].source = pkg->url && s == 0 ? pkg->url
@@ -89,14 +92,22 @@ static struct fetch_item *collect_sources(const struct repo_index *idx, const st
 }
 
 unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
-		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed)
+		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed, uint8_t *unavailable)
 {
 	char **names;
+	uint32_t *packages;
 	size_t n;
-	struct fetch_item *items = collect_sources(idx, outcomes, count, needed, &n, &names);
+	struct fetch_item *items = collect_sources(idx, outcomes, count, needed, &n, &names, &packages);
 	struct fetch_stats stats = { 0 };
-	unsigned failed = fetch_all(cache_dir, items, n, opts->archive_mirrors, opts->archive_mirror_count,
-				    opts->jobs ? opts->jobs : 4, &stats);
+	bool *item_failed = xcalloc(n + 1, sizeof(bool));
+	unsigned failed = fetch_all_flags(cache_dir, items, n, opts->archive_mirrors, opts->archive_mirror_count,
+					  opts->jobs ? opts->jobs : 4, &stats, item_failed);
+
+	for (size_t i = 0; unavailable && i < n; i++)
+		if (item_failed[i])
+			unavailable[packages[i]] = 1;
+	free(item_failed);
+	free(packages);
 
 	if (opts->verbosity >= 0 && n > 0)
 		fprintf(stderr, "%s: sources: %u cached, %u downloaded, %u failed, %u without a checksum\n",

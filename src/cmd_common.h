@@ -39,10 +39,11 @@ void report_load_problems(const struct diag_list *diags, int verbosity);
 /*
  * Fetch every url and extra-source of the solved OUTCOMES' packages (only of those marked in
  * NEEDED, a flag per package of IDX, unless it is NULL) into CACHE_DIR, looking in OPTS's archive
- * mirrors first (see fetch_all), and print a summary unless -q or nothing was to fetch. Returns
- * the number of sources that could not be fetched.
+ * mirrors first (see fetch_all), and print a summary unless -q or nothing was to fetch. Sets
+ * UNAVAILABLE[p] (unless it is NULL) for each package p with a source that could not be fetched.
+ * Returns the number of sources that could not be fetched.
  */
 unsigned fetch_sources(const struct options *opts, const struct repo_index *idx, const char *cache_dir,
-		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed);
+		       const struct outcome *outcomes, uint32_t count, const uint8_t *needed, uint8_t *unavailable);
 
 #endif

@@ -1103,6 +1103,12 @@ static void count_outcomes(const struct item_state *states, size_t count, struct
 unsigned fetch_all(const char *cache_dir, const struct fetch_item *items, size_t count, char *const *mirrors,
 		   size_t mirror_count, unsigned jobs, struct fetch_stats *stats)
 {
+	return fetch_all_flags(cache_dir, items, count, mirrors, mirror_count, jobs, stats, NULL);
+}
+
+unsigned fetch_all_flags(const char *cache_dir, const struct fetch_item *items, size_t count, char *const *mirrors,
+			 size_t mirror_count, unsigned jobs, struct fetch_stats *stats, bool *item_failed)
+{
 	struct fetcher f = { .cache_dir = cache_dir, .mirrors = mirrors, .mirror_count = mirror_count };
 	struct fetch_stats local;
 	bool *ready = xcalloc(count + 1, sizeof(*ready));
@@ -1117,6 +1123,8 @@ unsigned fetch_all(const char *cache_dir, const struct fetch_item *items, size_t
 	if (!stats)
 		stats = &local;
 	count_outcomes(f.states, count, stats);
+	for (size_t i = 0; item_failed && i < count; i++)
+		item_failed[i] = f.states[i].outcome == OUTCOME_FAILED;
 	for (size_t i = 0; i < count; i++) {
 		free(f.states[i].checksums);
 		free(f.states[i].key);

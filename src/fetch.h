@@ -35,6 +35,10 @@ struct fetch_item {
 unsigned fetch_all(const char *cache_dir, const struct fetch_item *items, size_t count, char *const *mirrors,
 		   size_t mirror_count, unsigned jobs, struct fetch_stats *stats);
 
+/* fetch_all, also setting ITEM_FAILED[i] (COUNT flags) for each item that could not be fetched. */
+unsigned fetch_all_flags(const char *cache_dir, const struct fetch_item *items, size_t count, char *const *mirrors,
+			 size_t mirror_count, unsigned jobs, struct fetch_stats *stats, bool *item_failed);
+
 /* Path in CACHE_DIR for CHECKSUM ("sha256=HEX"), or NULL if the checksum is malformed. Caller frees. */
 char *fetch_cache_path(const char *cache_dir, const char *checksum);
 

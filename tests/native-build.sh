@@ -147,6 +147,29 @@ check "the other target is still reported from the store" "grep -q '^toplib.1.0 
 check "the reason is in results.json" "grep -q '\"error\": \"cannot' '$out/results.json'"
 rm -rf "$repo/packages/badfiles"
 
+echo "== a source that cannot be fetched yet"
+mkdir -p "$work/late/late-1" "$repo/packages/late-source/late-source.1"
+echo "arrives late" >"$work/late/late-1/README"
+tar -C "$work/late" -czf "$work/late-1.tar.gz" late-1
+late_sum=$(sha256sum "$work/late-1.tar.gz" | cut -d' ' -f1)
+mv "$work/late-1.tar.gz" "$work/late-1.tar.gz.later"
+cat >"$repo/packages/late-source/late-source.1/opam" <<EOT
+opam-version: "2.0"
+depends: ["ocaml"]
+build: [["cat" "README"]]
+url {
+  src: "file://$work/late-1.tar.gz"
+  checksum: "sha256=$late_sum"
+}
+EOT
+build late-source >"$work/late.log" 2>&1
+check "a package whose source is missing fails" "grep -q '\"status\": \"failure\"' '$out/results.json'"
+check "the failure says the source could not be fetched" "grep -q 'sources could not be fetched' '$out/results.json'"
+mv "$work/late-1.tar.gz.later" "$work/late-1.tar.gz"
+build late-source >"$work/late2.log" 2>&1
+check "once the source is there, the next run builds it" "grep -q '\"status\": \"success\"' '$out/results.json'"
+rm -rf "$repo/packages/late-source"
+
 echo "== a chain deeper than the lower-layer limit, and a layer lost from the store"
 # OBAKE_OVERLAY_MAX_LOWER=8 makes a 24-package chain go through the merging that overlayfs's
 # 500-layer limit needs in real builds. Each link's build command checks that it sees the files of
