@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "depexts.h"
+#include "fetch.h"
 #include "files.h"
 #include "intern.h"
 #include "overlay.h"
@@ -72,6 +73,7 @@ static void on_interrupt(int sig)
 {
 	(void)sig;
 	interrupted = 1;
+	fetch_request_stop();
 }
 
 const char *target_status_name(enum target_status s)
@@ -736,6 +738,45 @@ static void schedule(struct engine *e)
 	}
 }
 
+/* Run the builds of the schedule with -j workers while the main thread reports progress. */
+static void run_schedule(struct engine *e)
+{
+	const struct options *opts = e->opts;
+
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->changed, NULL);
+	unsigned jobs = opts->jobs ? opts->jobs : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	pthread_t *threads = xcalloc(jobs, sizeof(pthread_t));
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (unsigned j = 0; j < jobs; j++)
+		pthread_create(&threads[j], NULL, worker, e);
+
+	/* Ctrl-C stops new builds and kills running ones. */
+	pthread_mutex_lock(&e->lock);
+	while (e->ready_count > 0 || e->running > 0) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_nsec += 500000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&e->changed, &e->lock, &deadline);
+		if (interrupted) {
+			sandbox_kill_all();
+			pthread_cond_broadcast(&e->changed);
+			break;
+		}
+		print_progress(e, (double)start.tv_sec, false);
+	}
+	pthread_mutex_unlock(&e->lock);
+	for (unsigned j = 0; j < jobs; j++)
+		pthread_join(threads[j], NULL);
+	print_progress(e, (double)start.tv_sec, true);
+	free(threads);
+}
+
 static enum target_status target_status_of(const struct node *n)
 {
 	switch (n->state) {
@@ -786,57 +827,30 @@ int build_run(const struct options *opts, const struct repo_index *idx, const st
 		free(row_node);
 	}
 
-	/* Step 2: what the store has, then the builds, up to -j at once. */
+	/* Step 2: what the store has, the sources, then the builds, up to -j at once. */
+	struct sigaction sa = { 0 }, old_int, old_term;
+	sa.sa_handler = on_interrupt;
+	if (!opts->dry_run) {
+		/* From here on Ctrl-C stops the fetch, then the builds, and the run ends cleanly. */
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+	}
 	if (status == 0) {
 		check_store(&e);
 		if (!opts->dry_run && prepare)
 			prepare_layers(&e, prepare, context);
 		schedule(&e);
 	}
-	if (status == 0 && !opts->dry_run) {
-		struct sigaction sa = { 0 }, old_int, old_term;
-		sa.sa_handler = on_interrupt;
-		sigaction(SIGINT, &sa, &old_int);
-		sigaction(SIGTERM, &sa, &old_term);
-		pthread_mutex_init(&e.lock, NULL);
-		pthread_cond_init(&e.changed, NULL);
-		unsigned jobs = opts->jobs ? opts->jobs : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-		pthread_t *threads = xcalloc(jobs, sizeof(pthread_t));
-		struct timespec start;
-		clock_gettime(CLOCK_MONOTONIC, &start);
-		for (unsigned j = 0; j < jobs; j++)
-			pthread_create(&threads[j], NULL, worker, &e);
-		/* The main thread reports progress; Ctrl-C stops new builds and kills running ones. */
-		pthread_mutex_lock(&e.lock);
-		while (e.ready_count > 0 || e.running > 0) {
-			struct timespec deadline;
-			clock_gettime(CLOCK_REALTIME, &deadline);
-			deadline.tv_nsec += 500000000;
-			if (deadline.tv_nsec >= 1000000000) {
-				deadline.tv_sec++;
-				deadline.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&e.changed, &e.lock, &deadline);
-			if (interrupted) {
-				sandbox_kill_all();
-				pthread_cond_broadcast(&e.changed);
-				break;
-			}
-			print_progress(&e, (double)start.tv_sec, false);
-		}
-		pthread_mutex_unlock(&e.lock);
-		for (unsigned j = 0; j < jobs; j++)
-			pthread_join(threads[j], NULL);
-		print_progress(&e, (double)start.tv_sec, true);
-		free(threads);
+	if (status == 0 && !opts->dry_run && !interrupted)
+		run_schedule(&e);
+	if (!opts->dry_run) {
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGTERM, &old_term, NULL);
-		if (interrupted) {
-			fprintf(stderr,
-				"%s: interrupted; published layers are kept and the next run goes on from them\n",
-				program_name);
-			status = 1;
-		}
+	}
+	if (interrupted) {
+		fprintf(stderr, "%s: interrupted; published layers are kept and the next run goes on from them\n",
+			program_name);
+		status = 1;
 	}
 
 	/* Step 3: each target's outcome. */

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -622,6 +623,25 @@ static void set_protocols(CURL *curl)
 #endif
 }
 
+/* Set from a signal handler by fetch_request_stop: no new download starts, running ones abort. */
+static volatile sig_atomic_t stop_requested;
+
+void fetch_request_stop(void)
+{
+	stop_requested = 1;
+}
+
+/* curl calls this about once a second and during transfers; non-zero aborts the transfer. */
+static int check_stop(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)data;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return stop_requested ? 1 : 0;
+}
+
 static CURL *open_curl(char *error_buffer)
 {
 	CURL *curl = curl_easy_init();
@@ -640,6 +660,8 @@ static CURL *open_curl(char *error_buffer)
 	curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, "obake");
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, check_stop);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 	return curl;
 }
 
@@ -662,6 +684,8 @@ static char *curl_failure_message(const struct worker *w, CURLcode code, long ht
 {
 	const char *message = w->curl_error[0] ? w->curl_error : curl_easy_strerror(code);
 
+	if (code == CURLE_ABORTED_BY_CALLBACK && stop_requested)
+		return xstrdup("stopped, because obake was interrupted");
 	if (code == CURLE_WRITE_ERROR && sink->too_large)
 		return xasprintf("the download passed %llu GiB and was stopped", MAX_DOWNLOAD_BYTES >> 30);
 	if (code == CURLE_WRITE_ERROR && sink->write_errno)
@@ -697,7 +721,7 @@ static int fetch_remote(struct worker *w, const char *package, const char *url, 
 		long status = 0;
 		curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &status);
 		char *message = curl_failure_message(w, code, status, &sink, attempt);
-		if (attempt > RETRIES || !is_transient(code, status)) {
+		if (attempt > RETRIES || !is_transient(code, status) || stop_requested) {
 			*error = message;
 			return -1;
 		}
@@ -923,7 +947,7 @@ static void *run_worker(void *arg)
 	w.curl = open_curl(w.curl_error);
 	for (;;) {
 		size_t g = atomic_fetch_add(&f->next_group, 1);
-		if (g >= f->group_count)
+		if (g >= f->group_count || stop_requested)
 			break;
 		for (size_t i = f->group_starts[g]; i < f->group_starts[g + 1]; i++)
 			fetch_item(&w, &f->states[f->order[i]]);

@@ -39,6 +39,12 @@ unsigned fetch_all(const char *cache_dir, const struct fetch_item *items, size_t
 unsigned fetch_all_flags(const char *cache_dir, const struct fetch_item *items, size_t count, char *const *mirrors,
 			 size_t mirror_count, unsigned jobs, struct fetch_stats *stats, bool *item_failed);
 
+/*
+ * Ask a running fetch_all to stop: no new download starts and running ones abort (their items
+ * fail). Safe to call from a signal handler.
+ */
+void fetch_request_stop(void);
+
 /* Path in CACHE_DIR for CHECKSUM ("sha256=HEX"), or NULL if the checksum is malformed. Caller frees. */
 char *fetch_cache_path(const char *cache_dir, const char *checksum);
 
