@@ -538,7 +538,7 @@ static int install_everywhere(struct fetcher *f, const char *source, const struc
 /* Create a temporary file for a download in CACHE_DIR. */
 static int create_temp(const char *cache_dir, char **path, char **error)
 {
-	*path = xasprintf("%s/" TEMP_PREFIX "XXXXXX", cache_dir);
+	*path = xasprintf("%s/" TEMP_PREFIX "%ld-XXXXXX", cache_dir, (long)getpid());
 	int fd = mkostemp(*path, O_CLOEXEC);
 
 	if (fd < 0) {
@@ -569,8 +569,13 @@ static void remove_stale_temps(const char *cache_dir)
 		struct stat st;
 		if (strncmp(entry->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0)
 			continue;
-		if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-		    now - st.st_ctime > STALE_TEMP_SECONDS)
+		if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		/* .download-<pid>-...: the file of a process that is gone goes at once, any other after an hour. */
+		char *end;
+		long pid = strtol(entry->d_name + strlen(TEMP_PREFIX), &end, 10);
+		bool orphan = pid > 0 && *end == '-' && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+		if (orphan || now - st.st_ctime > STALE_TEMP_SECONDS)
 			unlinkat(dirfd(dir), entry->d_name, 0);
 	}
 	closedir(dir);

@@ -787,6 +787,31 @@ static void test_fresh_temp_kept(void)
 	free(cache);
 }
 
+/* A temporary download named after a process that is gone is removed at once; one of a live process stays. */
+static void test_orphan_temp_removed(void)
+{
+	char *cache = new_dir("cache");
+	pid_t child = fork();
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+	char *dead_name = xasprintf(".download-%ld-abcdef", (long)child);
+	char *live_name = xasprintf(".download-%ld-abcdef", (long)getpid());
+	char *dead = make_file(cache, dead_name, "partial");
+	char *live = make_file(cache, live_name, "partial");
+	struct fetch_stats stats;
+
+	CHECK_INT_EQ(fetch_captured(cache, NULL, 0, NULL, 0, 1, &stats), 0);
+	CHECK(!file_exists(dead));
+	CHECK(file_exists(live));
+
+	free(dead_name);
+	free(live_name);
+	free(dead);
+	free(live);
+	free(cache);
+}
+
 /* ---- fetch_verify and fetch_cache_path ---- */
 
 static void test_verify_good_checksums(void)
@@ -1145,6 +1170,7 @@ int main(void)
 	RUN_TEST(test_invalid_checksum_rejected);
 	RUN_TEST(test_cache_dir_created);
 	RUN_TEST(test_fresh_temp_kept);
+	RUN_TEST(test_orphan_temp_removed);
 
 	RUN_TEST(test_verify_good_checksums);
 	RUN_TEST(test_verify_mismatch);
