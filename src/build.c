@@ -281,8 +281,8 @@ static void remove_tree_or_warn(const char *path)
 
 /*
  * The system packages NODE's depexts name that the base lacks, comma-separated, or NULL. opam
- * stops on those before it builds anything; the builds run with --no-depexts (they cannot install
- * anything without a network), so the engine makes the same check itself.
+ * stops on those before it builds anything. The builds run with --no-depexts, because they
+ * cannot install anything without a network, so the engine makes the same check itself.
  */
 static char *missing_depexts(const struct engine *e, uint32_t node)
 {
@@ -317,9 +317,9 @@ static int refuse_missing_depexts(const struct engine *e, uint32_t node, const c
 }
 
 /*
- * Remove from a finished build's files what no later build reads: the unpacked sources opam keeps
- * of each installed package (for dune, 19 of its layer's 32 MB) and opam's cache of the build's
- * own repository, which every build deletes first anyway.
+ * Remove from a finished build's files what no later build reads. opam keeps the unpacked
+ * sources of each installed package (for dune, 19 of its layer's 32 MB), and a cache of the
+ * build's own repository that every build deletes first anyway.
  */
 static void drop_opam_leftovers(const char *upper)
 {
@@ -683,7 +683,7 @@ static void prepare_layers(struct engine *e, build_prepare_fn *prepare, void *co
 /*
  * A layer found in the store is usable only if every layer below it is too: its builds need them
  * all as lower layers. When one was removed by hand (or lost), the layers above it wait for its
- * rebuild instead; they are then taken from the store, not rebuilt, since their keys still match.
+ * rebuild. Their keys still match, so they are then taken from the store, not rebuilt.
  */
 static void demote_incomplete(struct engine *e)
 {
