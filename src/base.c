@@ -15,6 +15,7 @@
 
 #include "depexts.h"
 #include "files.h"
+#include "process.h"
 #include "util.h"
 
 /* Run ARGV and wait; stdout and stderr go to LOG when given. Returns the exit status, or -1. */
@@ -207,11 +208,10 @@ static char *space_separated(const char *list)
 }
 
 /*
- * The apt steps of the setup script: EXTRA must all install; each of OPTIONAL is first tried with
- * a simulated install and left out when apt cannot install it, or when it conflicts with one
- * kept before it. Not every name in opam's depexts
- * exists in every Debian release. One missing name would otherwise stop the whole base; this way
- * only the package that needs it fails, in its build, where its log shows why.
+ * Write the apt steps of the setup script. EXTRA must all install. Each of OPTIONAL is first tried
+ * with a simulated install, and left out when apt cannot install it or when it conflicts with one
+ * kept before it. Not every name in opam's depexts exists in every Debian release, and one missing
+ * name must not stop the whole base: only the packages that need it fail, and their logs name it.
  */
 static void write_apt_steps(FILE *f, const char *extra, const char *optional)
 {
@@ -351,7 +351,7 @@ static void remove_abandoned_bases(const char *bases)
 		long pid = strtol(dash + 1, &end, 10);
 		if (*end != '\0' || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
-		char *path = xasprintf("%s/%s", bases, entry->d_name), *error = NULL;
+		char *path = xasprintf("%s/%s", bases, entry->d_name);
 		/* A creation killed during its setup leaves /proc and /dev mounted in its root. */
 		const char *const mounts[] = { "rootfs/proc", "rootfs/dev" };
 		for (size_t i = 0; i < ARRAY_LEN(mounts); i++) {
@@ -359,10 +359,7 @@ static void remove_abandoned_bases(const char *bases)
 			umount2(mount_point, MNT_DETACH);
 			free(mount_point);
 		}
-		if (remove_tree(path, &error) != 0) {
-			warn("%s", error);
-			free(error);
-		}
+		remove_tree_or_warn(path);
 		free(path);
 	}
 	closedir(dir);
@@ -429,70 +426,13 @@ int base_ensure(const struct options *opts, const char *store_root, bool create,
 		free(log);
 		free(kept);
 	}
-	if (access(tmp, F_OK) == 0) {
-		char *ignored = NULL;
-		if (remove_tree(tmp, &ignored) != 0) {
-			warn("%s", ignored);
-			free(ignored);
-		}
-	}
+	if (access(tmp, F_OK) == 0)
+		remove_tree_or_warn(tmp);
 	free(bases);
 	free(tmp);
 	free(tmp_rootfs);
 	free(inputs);
 	return status;
-}
-
-/* Run SCRIPT with sh inside ROOTFS (chroot, as root) and return its standard output, or NULL. */
-static char *output_in_root(const char *rootfs, const char *script, char **error)
-{
-	int fds[2];
-
-	if (pipe2(fds, O_CLOEXEC) != 0) {
-		*error = xasprintf("cannot create a pipe: %s", strerror(errno));
-		return NULL;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		*error = xasprintf("cannot fork: %s", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return NULL;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(fds[1], 1);
-		dup2(null, 2);
-		if (chroot(rootfs) != 0 || chdir("/") != 0)
-			_exit(126);
-		char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", NULL };
-		execle("/bin/sh", "sh", "-c", script, (char *)NULL, env);
-		_exit(127);
-	}
-	close(fds[1]);
-
-	struct strbuf out = { 0 };
-	char buffer[4096];
-	ssize_t n;
-	while ((n = read(fds[0], buffer, sizeof(buffer))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		strbuf_add(&out, buffer, (size_t)n);
-	}
-	close(fds[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
-		*error = xasprintf("cannot run a shell in the base %s", rootfs);
-		strbuf_release(&out);
-		return NULL;
-	}
-	strbuf_addc(&out, '\0');
-	return strbuf_detach(&out);
 }
 
 /* The value of "KEY: value" in `ocamlc -config` output TEXT, or "". The caller frees it. */
@@ -509,7 +449,14 @@ static char *config_value(const char *text, const char *key)
 int base_detect_sys_ocaml(const struct base *b, char *values[4], char **error)
 {
 	/* The first line is the version; the configuration follows. No ocamlc prints nothing. */
-	char *text = output_in_root(b->rootfs, "ocamlc -vnum && ocamlc -config || true", error);
+	char *const argv[] = { "/bin/sh", "-c", "ocamlc -vnum && ocamlc -config || true", NULL };
+	int exit_status;
+	char *text = command_output(b->rootfs, argv, &exit_status, error);
+	if (text && exit_status != 0) {
+		set_error(error, "cannot run a shell in the base %s (exit status %d)", b->rootfs, exit_status);
+		free(text);
+		text = NULL;
+	}
 	if (!text)
 		return -1;
 

@@ -269,16 +269,6 @@ static int write_switch_state(const struct engine *e, const char *merged, const 
 	return status;
 }
 
-static void remove_tree_or_warn(const char *path)
-{
-	char *error = NULL;
-
-	if (remove_tree(path, &error) != 0) {
-		warn("%s", error);
-		free(error);
-	}
-}
-
 /*
  * The system packages NODE's depexts name that the base lacks, comma-separated, or NULL. opam
  * stops on those before it builds anything. The builds run with --no-depexts, because they
@@ -300,7 +290,7 @@ static char *missing_depexts(const struct engine *e, uint32_t node)
 }
 
 /* Record in LOG why NODE is not built: the base lacks system packages it needs. Returns exit code 1. */
-static int refuse_missing_depexts(const struct engine *e, uint32_t node, const char *log, const char *missing)
+static int record_missing_depexts(const struct engine *e, uint32_t node, const char *log, const char *missing)
 {
 	char *target = package_string(e, node);
 	FILE *f = fopen(log, "a");
@@ -349,7 +339,7 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 	uint32_t *closure = xcalloc(e->node_count + 1, sizeof(uint32_t)), closure_count = 0;
 	uint8_t *seen = xcalloc(e->node_count + 1, 1);
 	char **lowers = NULL;
-	int *held = NULL;
+	int *held_locks = NULL;
 	char *log = xasprintf("%s/build.log", tmp), *repo = xasprintf("%s/repo", tmp);
 	char *bundle = xasprintf("%s/bundle", tmp);
 	struct overlay o = { 0 };
@@ -357,16 +347,16 @@ static int build_layer(struct engine *e, uint32_t node, const char *tmp, double 
 
 	char *missing = missing_depexts(e, node);
 	if (missing) {
-		exit_code = refuse_missing_depexts(e, node, log, missing);
+		exit_code = record_missing_depexts(e, node, log, missing);
 		free(missing);
 		goto out;
 	}
 
 	collect_closure(e, node, seen, closure, &closure_count);
 	/* Every lower layer stays in the store until this build is done with it. */
-	held = xcalloc(closure_count + 1, sizeof(int));
+	held_locks = xcalloc(closure_count + 1, sizeof(int));
 	for (uint32_t i = 0; i < closure_count; i++)
-		held[i] = store_hold(e->store, e->nodes[closure[i]].key);
+		held_locks[i] = store_hold(e->store, e->nodes[closure[i]].key);
 	/* Lower layers, topmost first: the last installed dependency, down to the base. */
 	lowers = xcalloc(closure_count + 2, sizeof(char *));
 	for (uint32_t i = 0; i < closure_count; i++)
@@ -467,10 +457,10 @@ unmount:
 			remove_tree_or_warn(o.scratch);
 	}
 out:
-	for (uint32_t i = 0; held && i < closure_count; i++)
-		if (held[i] >= 0)
-			close(held[i]);
-	free(held);
+	for (uint32_t i = 0; held_locks && i < closure_count; i++)
+		if (held_locks[i] >= 0)
+			close(held_locks[i]);
+	free(held_locks);
 	for (uint32_t i = 0; lowers && i <= closure_count; i++)
 		free(lowers[i]);
 	free(lowers);

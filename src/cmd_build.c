@@ -1,12 +1,10 @@
 /* `obake build`, `obake base`, `obake fetch` and `obake prune`: the native build engine's commands. */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include "fetch.h"
 #include "files.h"
 #include "filter.h"
+#include "process.h"
 #include "sandbox.h"
 #include "store.h"
 #include "util.h"
@@ -107,40 +106,20 @@ static char *extra_packages_with_depexts(const struct options *opts, const struc
 /* The commit of the first repository when it is a git checkout, for the results; NULL otherwise. */
 static char *repository_commit(const char *repo)
 {
-	int fds[2];
-	char line[128] = "";
+	char *const argv[] = { "git", "-C", (char *)repo, "rev-parse", "HEAD", NULL };
+	char *error = NULL;
+	int exit_status;
+	char *text = command_output(NULL, argv, &exit_status, &error);
 
-	if (pipe2(fds, O_CLOEXEC) != 0)
+	free(error);
+	if (!text)
 		return NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* No shell: the path goes to git as one argument, whatever it contains. */
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(fds[1], 1);
-		dup2(null, 2);
-		execlp("git", "git", "-C", repo, "rev-parse", "HEAD", (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	size_t len = 0;
-	ssize_t n;
-	while (pid > 0 && len < sizeof(line) - 1 && (n = read(fds[0], line + len, sizeof(line) - 1 - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fds[0]);
-	int status = 1;
-	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	line[len] = '\0';
-	line[strcspn(line, "\n")] = '\0';
-	if (pid <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || strlen(line) < 7)
+	text[strcspn(text, "\n")] = '\0';
+	if (exit_status != 0 || strlen(text) < 7) {
+		free(text);
 		return NULL;
-	return xstrdup(line);
+	}
+	return text;
 }
 
 /* The failed targets with their logs, for results.md; nothing when there are none. */

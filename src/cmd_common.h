@@ -9,7 +9,7 @@
 #include "options.h"
 #include "repo.h"
 
-/* What a command that solves targets holds from its start to its end. */
+/* The state a command that solves targets keeps from its start to its end. */
 struct command_session {
 	struct options opts;
 	struct repo_index idx;
@@ -18,10 +18,10 @@ struct command_session {
 };
 
 /*
- * The start of solve, dockerfile, build and fetch: parse ARGV (ARGV[0] is the command's name) with
- * the command's ACCEPTED options, require a target or --all, create the -o folder when one is
- * given, then load the repositories and report their problems. Returns EXIT_OK with S ready, or an
- * exit status with S already released.
+ * Start solve, dockerfile, build or fetch. Parse ARGV (ARGV[0] is the command's name) with the
+ * command's ACCEPTED options, require a target or --all, and create the -o folder when one is given.
+ * Then load the repositories and report their problems. Returns EXIT_OK with S ready, or an exit
+ * status with S already released.
  */
 int command_session_open(struct command_session *s, int argc, char **argv, const char *const *accepted,
 			 const char *usage);
@@ -37,9 +37,10 @@ int load_repositories(struct repo_index *idx, const struct options *opts, struct
 void report_load_problems(const struct diag_list *diags, int verbosity);
 
 /*
- * Fetch every url and extra-source of the solved OUTCOMES' packages (only of those marked in
- * NEEDED, a flag per package of IDX, unless it is NULL) into CACHE_DIR, looking in OPTS's archive
- * mirrors first (see fetch_all), and print a summary unless -q or nothing was to fetch. Sets
+ * Fetch every url and extra-source of the solved OUTCOMES' packages into CACHE_DIR. NEEDED, a flag
+ * per package of IDX, limits that to the packages marked in it unless it is NULL. OPTS's archive
+ * mirrors are looked up first (see fetch_all). A summary is printed unless -q or nothing was to
+ * fetch. Sets
  * UNAVAILABLE[p] (unless it is NULL) for each package p with a source that could not be fetched.
  * Returns the number of sources that could not be fetched.
  */

@@ -45,25 +45,33 @@ int make_dirs(const char *path, char **error)
 	return status;
 }
 
-static int remove_children(const char *path, char **error)
+int for_each_child(const char *src, const char *dst, visit_fn *visit, void *context, char **error)
 {
-	DIR *dir = opendir(path);
+	DIR *dir = opendir(src);
 	if (!dir)
-		return set_error(error, "cannot open directory %s: %s", path, strerror(errno));
+		return set_error(error, "cannot open directory %s: %s", src, strerror(errno));
 
 	int status = 0;
 	struct dirent *entry;
 	while (status == 0 && (errno = 0, entry = readdir(dir)) != NULL) {
 		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
 			continue;
-		char *child = xasprintf("%s/%s", path, entry->d_name);
-		status = remove_tree(child, error);
-		free(child);
+		char *src_child = xasprintf("%s/%s", src, entry->d_name);
+		char *dst_child = dst ? xasprintf("%s/%s", dst, entry->d_name) : NULL;
+		status = visit(context, src_child, dst_child);
+		free(src_child);
+		free(dst_child);
 	}
 	if (status == 0 && errno != 0)
-		status = set_error(error, "cannot read directory %s: %s", path, strerror(errno));
+		status = set_error(error, "cannot read directory %s: %s", src, strerror(errno));
 	closedir(dir);
 	return status;
+}
+
+static int remove_child(void *error, const char *child, const char *unused)
+{
+	(void)unused;
+	return remove_tree(child, error);
 }
 
 #ifndef STATX_ATTR_MOUNT_ROOT
@@ -98,10 +106,34 @@ int remove_tree(const char *path, char **error)
 	/* A mount left inside (a bind mount of the host's /dev, say) must never be emptied. */
 	if (is_mount_root(path))
 		return set_error(error, "cannot remove %s: it is a mount point; unmount it first", path);
-	if (remove_children(path, error) < 0)
+	if (for_each_child(path, NULL, remove_child, error, error) < 0)
 		return -1;
 	if (rmdir(path) < 0 && errno != ENOENT)
 		return set_error(error, "cannot remove directory %s: %s", path, strerror(errno));
+	return 0;
+}
+
+void remove_tree_or_warn(const char *path)
+{
+	char *error = NULL;
+
+	if (remove_tree(path, &error) != 0) {
+		warn("%s", error);
+		free(error);
+	}
+}
+
+int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
 	return 0;
 }
 
@@ -128,13 +160,8 @@ int copy_bytes(int in, int out)
 			continue;
 		if (n <= 0)
 			return (int)n;
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w = write(out, buffer + done, (size_t)(n - done));
-			if (w < 0 && errno != EINTR)
-				return -1;
-			if (w > 0)
-				done += w;
-		}
+		if (write_all(out, buffer, (size_t)n) < 0)
+			return -1;
 	}
 }
 
@@ -181,27 +208,9 @@ int copy_symlink(const char *src, const char *dst, const struct stat *st, char *
 
 static int copy_entry(const char *src, const char *dst, char **error);
 
-static int copy_children(const char *src, const char *dst, char **error)
+static int copy_child(void *error, const char *src, const char *dst)
 {
-	DIR *dir = opendir(src);
-	if (!dir)
-		return set_error(error, "cannot open directory %s: %s", src, strerror(errno));
-
-	int status = 0;
-	struct dirent *entry;
-	while (status == 0 && (errno = 0, entry = readdir(dir)) != NULL) {
-		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-			continue;
-		char *src_child = xasprintf("%s/%s", src, entry->d_name);
-		char *dst_child = xasprintf("%s/%s", dst, entry->d_name);
-		status = copy_entry(src_child, dst_child, error);
-		free(src_child);
-		free(dst_child);
-	}
-	if (status == 0 && errno != 0)
-		status = set_error(error, "cannot read directory %s: %s", src, strerror(errno));
-	closedir(dir);
-	return status;
+	return copy_entry(src, dst, error);
 }
 
 static int copy_entry(const char *src, const char *dst, char **error)
@@ -219,7 +228,7 @@ static int copy_entry(const char *src, const char *dst, char **error)
 		/* Owner-writable while the children are created, whatever the source's mode. */
 		if (mkdir(dst, 0700) < 0)
 			return set_error(error, "cannot create directory %s: %s", dst, strerror(errno));
-		if (copy_children(src, dst, error) < 0)
+		if (for_each_child(src, dst, copy_child, error, error) < 0)
 			return -1;
 	} else {
 		return set_error(error, "cannot copy %s: only directories, regular files and symbolic links are copied",

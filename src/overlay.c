@@ -270,6 +270,11 @@ static int copy_node(struct merge *m, const char *src, const char *dst, const st
 
 static int apply_entry(struct merge *m, const char *src, const char *dst);
 
+static int apply_child(void *merge, const char *src, const char *dst)
+{
+	return apply_entry(merge, src, dst);
+}
+
 /*
  * Apply the directory SRC onto DST: an opaque SRC replaces whatever DST was, otherwise SRC's
  * entries are applied over DST's existing ones.
@@ -287,23 +292,7 @@ static int apply_dir(struct merge *m, const char *src, const char *dst, const st
 	if (!exists && mkdir(dst, 0700) < 0)
 		return set_error(m->error, "cannot create directory %s: %s", dst, strerror(errno));
 
-	DIR *dir = opendir(src);
-	if (!dir)
-		return set_error(m->error, "cannot open directory %s: %s", src, strerror(errno));
-	int status = 0;
-	struct dirent *entry;
-	while (status == 0 && (errno = 0, entry = readdir(dir)) != NULL) {
-		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-			continue;
-		char *src_child = xasprintf("%s/%s", src, entry->d_name);
-		char *dst_child = xasprintf("%s/%s", dst, entry->d_name);
-		status = apply_entry(m, src_child, dst_child);
-		free(src_child);
-		free(dst_child);
-	}
-	if (status == 0 && errno != 0)
-		status = set_error(m->error, "cannot read directory %s: %s", src, strerror(errno));
-	closedir(dir);
+	int status = for_each_child(src, dst, apply_child, m, m->error);
 
 	/* Last, so that creating the children does not change the directory's times. */
 	if (status == 0)

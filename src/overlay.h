@@ -4,9 +4,9 @@
  *
  * With Linux 6.8 or later, lower layers are added one at a time with the new mount API
  * (fsopen("overlay"), fsconfig(FSCONFIG_SET_STRING, "lowerdir+", path), fsmount, move_mount), so the
- * one-page limit on mount options does not apply. overlayfs itself stops at 500 lower layers: past
- * that, the deepest layers above the bottom one are first merged into one directory (a copy, done
- * once per build); the bottom layer, the base system, is never copied.
+ * one-page limit on mount options does not apply. overlayfs itself stops at 500 lower layers. Past
+ * that, the deepest layers above the bottom one are first merged into one directory, a copy made
+ * once per build. The bottom layer, the base system, is never copied.
  * On older kernels the classic mount(2) is used with short symbolic links to the layers, and the
  * same merging once the option string would pass one page. Setting OBAKE_OVERLAY_LEGACY=1 forces the
  * mount(2) path even where lowerdir+ is accepted, and OBAKE_OVERLAY_MAX_LOWER=N (3 to 499) lowers

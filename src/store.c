@@ -215,7 +215,7 @@ static int remove_store_tree(const char *path, char **error)
 }
 
 /* Remove PATH where no caller can take an error message, and warn when that fails. */
-static void remove_tree_or_warn(const char *path)
+static void remove_store_tree_or_warn(const char *path)
 {
 	char *error = NULL;
 
@@ -319,7 +319,7 @@ static void remove_leftovers(const struct store *s)
 		if (lock == -1)
 			continue;
 		char *path = xasprintf("%s/%s", s->dir, de->d_name);
-		remove_tree_or_warn(path);
+		remove_store_tree_or_warn(path);
 		free(path);
 		if (lock >= 0)
 			close(lock);
@@ -667,20 +667,6 @@ static json_t *layer_info_to_json(const struct layer_info *info, char **error)
 	return object;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Write DIR/layer.json and sync it and DIR, so that the rename that publishes DIR never exposes a partial file. */
 static int write_layer_json(const char *dir, const struct layer_info *info, char **error)
 {
@@ -898,7 +884,7 @@ static int rename_into_place(const struct store *s, const char *key, const char 
 		sync_dir(s->dir, &ignored);
 		free(ignored);
 	} else if (err == EEXIST || err == ENOTEMPTY) {
-		remove_tree_or_warn(tmp_dir);
+		remove_store_tree_or_warn(tmp_dir);
 	} else {
 		status = set_error(error, "cannot publish layer %s: cannot rename %s to %s: %s", key, tmp_dir, final,
 				   strerror(err));
@@ -923,7 +909,7 @@ int store_publish(const struct store *s, const char *key, const char *tmp_dir, c
 	if (status == 0)
 		status = rename_into_place(s, key, tmp_dir, error);
 	if (status != 0)
-		remove_tree_or_warn(tmp_dir);
+		remove_store_tree_or_warn(tmp_dir);
 	if (lock_fd >= 0)
 		close(lock_fd);
 	return status;
@@ -933,7 +919,7 @@ void store_abandon(const struct store *s, const char *tmp_dir, int lock_fd)
 {
 	(void)s;
 	if (tmp_dir)
-		remove_tree_or_warn(tmp_dir);
+		remove_store_tree_or_warn(tmp_dir);
 	if (lock_fd >= 0)
 		close(lock_fd);
 }
@@ -965,7 +951,7 @@ static enum removal remove_published(const struct store *s, const char *key, con
 		}
 		rmdir(tmp);
 	} else {
-		remove_tree_or_warn(tmp);
+		remove_store_tree_or_warn(tmp);
 	}
 	free(tmp);
 	free(layer);

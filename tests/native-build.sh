@@ -172,8 +172,8 @@ rm -rf "$repo/packages/late-source"
 
 echo "== a chain deeper than the lower-layer limit, and a layer lost from the store"
 # OBAKE_OVERLAY_MAX_LOWER=8 makes a 24-package chain go through the merging that overlayfs's
-# 500-layer limit needs in real builds. Each link's build command checks that it sees the files of
-# every layer below it, merged or not.
+# 500-layer limit needs in real builds. Each link's build command checks that the files of every
+# layer below it are there, merged or not.
 chain=$work/chain
 mkdir -p "$chain/packages"
 echo 'opam-version: "2.0"' >"$chain/repo"
@@ -199,7 +199,7 @@ chain_build
 check "a 24-layer chain builds with 8 lower layers at most" "grep -q 'layers: 24 built' '$work/chain.log'"
 top_log=$(sed -n 's/.*"log": "\(.*\)".*/\1/p' "$work/chain-out/results.json")
 check "the top link's build merged its deepest layers" "grep -q 'the deepest 17 of them merged into one' '$top_log'"
-# The newest link-12 layer: a kept store also holds those of earlier runs.
+# The newest link-12 layer: a kept store also contains those of earlier runs.
 lost=$(grep -l '"package": "link-12.1"' "$store"/*/*/layer.json | xargs ls -t | head -n 1)
 rm -rf "$(dirname "$lost")"
 rm -rf "$work/chain-out"

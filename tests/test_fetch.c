@@ -318,7 +318,7 @@ static void test_missing_file_fails(void)
 }
 
 /* A FIFO behind a file:// URL is refused at once instead of waiting for a writer that never comes. */
-static void test_fifo_source_refused(void)
+static void test_fifo_source_rejected(void)
 {
 	char *src_dir = new_dir("src"), *cache = new_dir("cache");
 	char *path = xasprintf("%s/pipe.tar.gz", src_dir), *url = xasprintf("file://%s", path);
@@ -1149,7 +1149,7 @@ int main(void)
 	RUN_TEST(test_bare_md5_checksum);
 	RUN_TEST(test_wrong_checksum_fails);
 	RUN_TEST(test_missing_file_fails);
-	RUN_TEST(test_fifo_source_refused);
+	RUN_TEST(test_fifo_source_rejected);
 	RUN_TEST(test_local_path_source);
 	RUN_TEST(test_truncated_cache_file_refetched);
 	RUN_TEST(test_truncated_cache_file_without_source);
