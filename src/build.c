@@ -663,7 +663,9 @@ static void prepare_layers(struct engine *e, build_prepare_fn *prepare, void *co
 		if (e->nodes[i].state != NODE_CACHED && e->nodes[i].state != NODE_FAILED)
 			needed[e->nodes[i].package] = 1;
 	prepare(needed, unavailable, context);
-	for (uint32_t i = 0; i < e->node_count; i++)
+
+	/* After Ctrl-C the fetch stopped on purpose: those layers are cancelled, not unavailable. */
+	for (uint32_t i = 0; i < e->node_count && !interrupted; i++)
 		if (unavailable[e->nodes[i].package] && e->nodes[i].state == NODE_WAITING)
 			e->nodes[i].state = NODE_UNAVAILABLE;
 	free(needed);
